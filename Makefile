@@ -1,0 +1,82 @@
+# incident-bot: `make demo` runs the bot locally, `make test` runs every test.
+# Both work from a clean clone on a fresh Debian machine: they create .venv, install the
+# Python packages, and (as root) the Debian packages the tests start: prometheus,
+# prometheus-alertmanager and postgresql.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+EXTRAS ?= dev,graphs,postgres
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql
+PYTEST_ARGS ?=
+
+.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps clean
+
+help:
+	@echo "make demo    run the bot locally on its embedded defaults (no Slack, no cluster)"
+	@echo "make test    lint, type-check and run all tests (installs what is missing)"
+	@echo "make bench   run the benchmarks in bench/ and print figures"
+
+# python3 -m venv needs Debian's python3-venv (ensurepip) on a fresh machine.
+venv-deps:
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends python3-venv || { apt-get update && apt-get install -y --no-install-recommends python3-venv; }; \
+	  else echo "python3-venv is missing: sudo apt-get install python3-venv" >&2; exit 1; fi; \
+	fi
+
+$(STAMP): pyproject.toml | venv-deps
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# The tests start real Prometheus, Alertmanager and PostgreSQL from Debian's packages.
+system-deps:
+	@missing=""; \
+	for pair in prometheus:/usr/bin/prometheus prometheus-alertmanager:/usr/bin/prometheus-alertmanager postgresql:initdb; do \
+	  pkg=$${pair%%:*}; bin=$${pair#*:}; \
+	  if ! command -v $$bin >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get install -y --no-install-recommends $$missing >/dev/null || { apt-get update >/dev/null && apt-get install -y --no-install-recommends $$missing >/dev/null; }; \
+	    for svc in prometheus prometheus-alertmanager postgresql; do \
+	      (systemctl stop $$svc || service $$svc stop) >/dev/null 2>&1 || true; \
+	    done; \
+	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
+	fi
+
+demo: $(STAMP)
+	$(BIN)/incident-bot demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/ruff format --check bot tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP) system-deps
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(STAMP) system-deps
+	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
+
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,112 @@
+"""Command line: `incident-bot serve | demo | runbooks check | runbooks test`.
+
+Errors a user can fix (a missing setting, an invalid runbook) end the command with one line
+naming the problem and exit status 2 (usage/configuration) or 1 (validation failed), never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot import __version__
+from bot.errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _settings(**overrides: object) -> object:
+    from bot.config import Settings
+
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else "setting"
+        raise ConfigError(f"invalid setting {name.upper()}: {first['msg']}") from exc
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.config import Settings
+    from bot.logs import configure_logging
+    from bot.server import create_app
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    settings.require_for_serve()
+    configure_logging(settings.log_level, settings.log_format)
+    app = create_app(settings)
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from bot.sandbox.demo import run_demo
+
+    return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir)
+
+
+def _runbooks(args: argparse.Namespace) -> int:
+    from bot.runbooks import cli as runbooks_cli
+
+    directory = Path(args.dir) if args.dir else None
+    if args.runbooks_command == "check":
+        return runbooks_cli.check_command(directory)
+    return runbooks_cli.test_command(directory)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="incident-bot",
+        description="Alertmanager in, Slack incidents out: incident response for teams running models.",
+    )
+    parser.add_argument("--version", action="version", version=f"incident-bot {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the bot's HTTP server (settings from the environment)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.set_defaults(func=_serve)
+
+    demo = commands.add_parser("demo", help="run everything locally: no Slack workspace, no cluster needed")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument("--once", action="store_true", help="play the sample incident, print it and exit")
+    demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its database")
+    demo.set_defaults(func=_demo)
+
+    runbooks = commands.add_parser("runbooks", help="validate and test runbooks")
+    sub = runbooks.add_subparsers(dest="runbooks_command", required=True, metavar="SUBCOMMAND")
+    check = sub.add_parser("check", help="validate every runbook file; file:line errors, exit 1 on any")
+    check.add_argument(
+        "dir", nargs="?", help="runbooks folder (default INCIDENT_BOT_RUNBOOKS_DIR or ./runbooks)"
+    )
+    test = sub.add_parser("test", help="render every runbook against its example alerts")
+    test.add_argument(
+        "dir", nargs="?", help="runbooks folder (default INCIDENT_BOT_RUNBOOKS_DIR or ./runbooks)"
+    )
+    runbooks.set_defaults(func=_runbooks)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"incident-bot: {exc.message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Settings, read from the environment (and an optional `.env` file) by pydantic-settings.
+
+The variable names are part of the contract in DESIGN.md; other tools set them, so they are
+spelled out as aliases instead of being derived from a prefix. `Settings()` never fails for
+a missing Slack setting, because `demo`, `runbooks check` and the tests need no Slack at all;
+`serve` calls `require_for_serve()`, which names the first missing variable in one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+__all__ = ["Settings"]
+
+MIB = 1024 * 1024
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept the contract's variable name and the field name (for `Settings(field=...)`)."""
+    return AliasChoices(name, name.lower())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        frozen=True,
+    )
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_CHANNEL"))
+    database_url: str = Field("sqlite:///incident-bot.db", validation_alias=_env("INCIDENT_BOT_DATABASE_URL"))
+    webhook_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_WEBHOOK_TOKEN"))
+    runbooks_dir: Path = Field(Path("runbooks"), validation_alias=_env("INCIDENT_BOT_RUNBOOKS_DIR"))
+    policy_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_POLICY_FILE"))
+    routing_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_ROUTING_FILE"))
+    prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
+    alertmanager_url: str | None = Field(None, validation_alias=_env("ALERTMANAGER_URL"))
+    kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+
+    max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
+    dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))
+    workers: int = Field(4, ge=1, le=64, validation_alias=_env("INCIDENT_BOT_WORKERS"))
+    slack_timeout: float = Field(10.0, gt=0, validation_alias=_env("INCIDENT_BOT_SLACK_TIMEOUT"))
+    slack_post_interval: float = Field(1.0, ge=0, validation_alias=_env("INCIDENT_BOT_SLACK_POST_INTERVAL"))
+    public_url: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_PUBLIC_URL"))
+    log_level: str = Field("INFO", validation_alias=_env("INCIDENT_BOT_LOG_LEVEL"))
+    log_format: Literal["json", "text"] = Field("json", validation_alias=_env("INCIDENT_BOT_LOG_FORMAT"))
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        # slack-sdk joins base_url and the method name by plain concatenation.
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("channel")
+    @classmethod
+    def _blank_channel_is_unset(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def require_for_serve(self) -> None:
+        """Fail with one line naming the first missing setting `serve` cannot run without."""
+        required = {
+            "SLACK_BOT_TOKEN": (self.slack_bot_token, "the bot token (xoxb-...)"),
+            "SLACK_SIGNING_SECRET": (self.slack_signing_secret, "verifies requests from Slack"),
+            "INCIDENT_BOT_CHANNEL": (self.channel, "the default Slack channel ID for incidents"),
+        }
+        for name, (value, meaning) in required.items():
+            if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
+                raise ConfigError(f"missing required setting {name}: {meaning}")
+
+    def token(self) -> str:
+        return self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+
+    def signing_secret(self) -> str:
+        return self.slack_signing_secret.get_secret_value() if self.slack_signing_secret else ""

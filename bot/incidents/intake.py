@@ -1,0 +1,266 @@
+"""From one Alertmanager notification to incident changes and the Slack jobs they cause.
+
+Grouping rules (one transaction, called by the webhook view):
+- One open incident per (receiver, groupKey). New alerts of the group join it.
+- An alert is identified by its fingerprint within an incident; one occurrence of it by
+  (fingerprint, startsAt). A firing alert we already recorded under a resolved incident with
+  the same startsAt is a stale resend (or still firing after a manual resolve) and opens
+  nothing; a firing with a later startsAt is a new occurrence and opens a new incident.
+- The incident resolves when every alert of it has resolved.
+- The same notification content twice (resends, Alertmanager HA peers) changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, col, select
+
+from bot.alerts import AlertmanagerWebhook, ReceivedAlert, normalize, payload_digest, unquote_receiver
+from bot.db import utcnow
+from bot.incidents import jobs
+from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Notification, Severity
+from bot.incidents.rules import highest_severity, service_of, severity_of, title_of
+from bot.incidents.store import add_event, alerts_of, find_open, open_key
+from bot.routing import Router
+
+__all__ = ["IntakeResult", "apply_notification"]
+
+
+@dataclass
+class IntakeResult:
+    duplicate: bool = False
+    incident_id: int | None = None
+    opened: list[Incident] = field(default_factory=list)
+    resolved: list[Incident] = field(default_factory=list)
+    jobs: int = 0
+
+    @property
+    def incident_key(self) -> str | None:
+        return f"INC-{self.incident_id}" if self.incident_id is not None else None
+
+
+def apply_notification(session: Session, webhook: AlertmanagerWebhook, *, router: Router) -> IntakeResult:
+    digest = payload_digest(webhook)
+    seen = session.exec(select(Notification).where(Notification.body_sha256 == digest)).first()
+    if seen is not None:
+        return IntakeResult(duplicate=True, incident_id=seen.incident_id)
+
+    result = IntakeResult()
+    received = normalize(webhook)
+    incident = find_open(session, webhook.receiver, webhook.groupKey)
+    if incident is None:
+        fresh = [
+            a
+            for a in received
+            if a.status == "firing" and not _occurrence_known(session, webhook.receiver, webhook.groupKey, a)
+        ]
+        if fresh:
+            incident = _open(session, webhook, fresh, router)
+            result.opened.append(incident)
+        for alert in received:
+            if alert.status == "resolved":
+                _resolve_in_closed_incident(session, webhook, alert)
+
+    if incident is not None:
+        assert incident.id is not None
+        fired, resolved = _merge_alerts(session, incident, received)
+        _refresh(session, incident, webhook)
+        all_resolved = all(a.status == AlertStatus.RESOLVED for a in alerts_of(session, incident.id))
+        if result.opened:
+            result.jobs += jobs.announce(session, incident)
+        elif fired or (resolved and not all_resolved):
+            result.jobs += jobs.alerts_changed(session, incident, fired, resolved)
+        if all_resolved:
+            _resolve(session, incident)
+            result.resolved.append(incident)
+            result.jobs += jobs.resolved(session, incident)
+        result.incident_id = incident.id
+
+    session.add(
+        Notification(
+            body_sha256=digest,
+            receiver=webhook.receiver,
+            group_key=webhook.groupKey,
+            status=webhook.status,
+            alert_count=len(webhook.alerts),
+            incident_id=result.incident_id,
+            payload=webhook.model_dump(mode="json"),
+        )
+    )
+    return result
+
+
+def _occurrence_known(
+    session: Session, receiver: str, group_key: str, alert: ReceivedAlert, *, exclude: int | None = None
+) -> bool:
+    """Whether this occurrence of the alert (fingerprint and startsAt) already belongs to an
+    incident of the group, other than `exclude`."""
+    query = (
+        select(Alert.id)
+        .join(Incident, col(Incident.id) == Alert.incident_id)
+        .where(
+            Incident.receiver == receiver,
+            Incident.group_key == group_key,
+            Alert.fingerprint == alert.fingerprint,
+            Alert.starts_at == alert.starts_at,
+        )
+    )
+    if exclude is not None:
+        query = query.where(Incident.id != exclude)
+    return session.exec(query).first() is not None
+
+
+def _open(
+    session: Session, webhook: AlertmanagerWebhook, firing: list[ReceivedAlert], router: Router
+) -> Incident:
+    labels = webhook.commonLabels or firing[0].labels
+    annotations = webhook.commonAnnotations or firing[0].annotations
+    severity, raw = _group_severity(firing)
+    route = router.route(labels)
+    incident = Incident(
+        receiver=webhook.receiver,
+        group_key=webhook.groupKey,
+        open_key=open_key(webhook.receiver, webhook.groupKey),
+        status=IncidentStatus.TRIGGERED,
+        severity=severity,
+        severity_label=raw,
+        title=title_of((a.alertname for a in firing), annotations),
+        description=annotations.get("description"),
+        service=service_of(labels) or service_of(firing[0].labels),
+        common_labels=dict(labels),
+        common_annotations=dict(annotations),
+        external_url=webhook.externalURL or None,
+        channel=route.channel,
+        started_at=min(a.starts_at for a in firing),
+    )
+    session.add(incident)
+    session.flush()
+    add_event(
+        session,
+        incident,
+        "opened",
+        f"Incident opened by Alertmanager receiver {unquote_receiver(webhook.receiver)}"
+        + (f", routed to {route.name}" if route.name else ""),
+        data={"group_key": webhook.groupKey, "route": route.name, "channel": route.channel},
+    )
+    return incident
+
+
+def _group_severity(alerts: list[ReceivedAlert]) -> tuple[Severity, str | None]:
+    pairs = [severity_of(a.labels) for a in alerts]
+    top = highest_severity(s for s, _ in pairs)
+    raw = next((r for s, r in pairs if s == top and r is not None), None)
+    return top, raw
+
+
+def _merge_alerts(
+    session: Session, incident: Incident, received: list[ReceivedAlert]
+) -> tuple[list[Alert], list[Alert]]:
+    assert incident.id is not None
+    known = {a.fingerprint: a for a in alerts_of(session, incident.id)}
+    fired: list[Alert] = []
+    resolved: list[Alert] = []
+    now = utcnow()
+    for item in received:
+        row = known.get(item.fingerprint)
+        if row is None:
+            if _occurrence_known(session, incident.receiver, incident.group_key, item, exclude=incident.id):
+                continue  # belongs to an earlier incident of the group (stale resend)
+            row = Alert(
+                incident_id=incident.id,
+                fingerprint=item.fingerprint,
+                status=item.status,
+                alertname=item.alertname,
+                labels=item.labels,
+                annotations=item.annotations,
+                generator_url=item.generator_url,
+                starts_at=item.starts_at,
+                ends_at=item.ends_at,
+            )
+            session.add(row)
+            known[item.fingerprint] = row
+            (fired if item.status == "firing" else resolved).append(row)
+            _alert_event(session, incident, row)
+            continue
+        row.last_seen_at = now
+        if item.status == "firing":
+            if row.status == AlertStatus.RESOLVED and item.starts_at > row.starts_at:
+                row.status, row.starts_at, row.ends_at = AlertStatus.FIRING, item.starts_at, None
+                row.labels, row.annotations = item.labels, item.annotations
+                fired.append(row)
+                _alert_event(session, incident, row, again=True)
+            elif row.status == AlertStatus.FIRING:
+                row.annotations = item.annotations
+        elif row.status == AlertStatus.FIRING and item.starts_at >= row.starts_at:
+            row.status, row.ends_at = AlertStatus.RESOLVED, item.ends_at or now
+            resolved.append(row)
+            _alert_event(session, incident, row)
+        session.add(row)
+    session.flush()
+    return fired, resolved
+
+
+def _alert_event(session: Session, incident: Incident, alert: Alert, *, again: bool = False) -> None:
+    if alert.status == AlertStatus.FIRING:
+        kind, verb, at = "alert_fired", "fired again" if again else "fired", alert.starts_at
+    else:
+        kind, verb, at = "alert_resolved", "resolved", alert.ends_at or utcnow()
+    where = service_of(alert.labels)
+    add_event(
+        session,
+        incident,
+        kind,
+        f"Alert {alert.alertname or alert.fingerprint} {verb}" + (f" ({where})" if where else ""),
+        at=at,
+        data={"fingerprint": alert.fingerprint},
+    )
+
+
+def _refresh(session: Session, incident: Incident, webhook: AlertmanagerWebhook) -> None:
+    """Keep what the group says about itself current; severity follows the alerts unless a
+    responder set it by hand."""
+    assert incident.id is not None
+    incident.truncated_alerts = webhook.truncatedAlerts
+    if not incident.severity_manual:
+        firing = [a for a in alerts_of(session, incident.id) if a.status == AlertStatus.FIRING]
+        if firing:
+            pairs = [severity_of(a.labels) for a in firing]
+            top = highest_severity(s for s, _ in pairs)
+            if top != incident.severity:
+                add_event(session, incident, "severity", f"Severity changed to {top.value} by the alerts")
+            incident.severity = top
+            incident.severity_label = next((r for s, r in pairs if s == top and r is not None), None)
+    session.add(incident)
+
+
+def _resolve(session: Session, incident: Incident) -> None:
+    incident.status = IncidentStatus.RESOLVED
+    incident.resolved_at = utcnow()
+    incident.open_key = None
+    session.add(incident)
+    add_event(session, incident, "resolved", "Incident resolved: every alert has resolved")
+
+
+def _resolve_in_closed_incident(session: Session, webhook: AlertmanagerWebhook, alert: ReceivedAlert) -> None:
+    """A resolution for an alert of an incident that was already resolved by hand: record it
+    there, so its timeline shows when the alert really stopped."""
+    row = session.exec(
+        select(Alert)
+        .join(Incident, col(Incident.id) == Alert.incident_id)
+        .where(
+            Incident.receiver == webhook.receiver,
+            Incident.group_key == webhook.groupKey,
+            Alert.fingerprint == alert.fingerprint,
+            Alert.starts_at == alert.starts_at,
+            Alert.status == AlertStatus.FIRING,
+        )
+    ).first()
+    if row is None:
+        return
+    row.status, row.ends_at = AlertStatus.RESOLVED, alert.ends_at or utcnow()
+    session.add(row)
+    incident = session.get(Incident, row.incident_id)
+    if incident is not None:
+        _alert_event(session, incident, row)
+        jobs.update_root(session, incident)

@@ -1,0 +1,135 @@
+"""Incident data access: queries and state transitions, given a session.
+
+Nothing here commits or does I/O beyond the session; callers own the transaction, so an
+incident change, its timeline events and the outbox jobs it causes land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from bot.db import utcnow
+from bot.errors import NotFound
+from bot.incidents.models import (
+    Alert,
+    AlertPublic,
+    Incident,
+    IncidentDetail,
+    IncidentPublic,
+    IncidentStatus,
+    TimelineEvent,
+    TimelineEventPublic,
+)
+
+__all__ = [
+    "add_event",
+    "alerts_of",
+    "detail",
+    "find_open",
+    "get_incident",
+    "list_incidents",
+    "open_key",
+    "parse_incident_ref",
+    "timeline_of",
+]
+
+
+def open_key(receiver: str, group_key: str) -> str:
+    return f"{receiver}\x1f{group_key}"
+
+
+def parse_incident_ref(ref: str | int) -> int:
+    """Accept 42, "42", "INC-42", "inc-42" and "#42"; anything else names what was expected."""
+    if isinstance(ref, int):
+        return ref
+    text = ref.strip().lstrip("#")
+    if text.upper().startswith("INC-"):
+        text = text[4:]
+    if not text.isdigit():
+        raise NotFound(f"{ref!r} is not an incident ID; use the number or key, e.g. 42 or INC-42")
+    return int(text)
+
+
+def get_incident(session: Session, ref: str | int, *, for_update: bool = False) -> Incident:
+    number = parse_incident_ref(ref)
+    query = select(Incident).where(Incident.id == number)
+    if for_update and session.get_bind().dialect.name != "sqlite":
+        query = query.with_for_update()
+    incident = session.exec(query).first()
+    if incident is None:
+        raise NotFound(f"incident INC-{number} does not exist")
+    return incident
+
+
+def find_open(session: Session, receiver: str, group_key: str) -> Incident | None:
+    return session.exec(select(Incident).where(Incident.open_key == open_key(receiver, group_key))).first()
+
+
+def list_incidents(
+    session: Session, *, open_only: bool = False, limit: int = 100, offset: int = 0
+) -> Sequence[Incident]:
+    query = select(Incident)
+    if open_only:
+        query = query.where(Incident.status != IncidentStatus.RESOLVED)
+    return session.exec(query.order_by(col(Incident.id).desc()).limit(limit).offset(offset)).all()
+
+
+def alerts_of(session: Session, incident_id: int) -> Sequence[Alert]:
+    return session.exec(
+        select(Alert).where(Alert.incident_id == incident_id).order_by(col(Alert.starts_at), col(Alert.id))
+    ).all()
+
+
+def timeline_of(session: Session, incident_id: int) -> Sequence[TimelineEvent]:
+    return session.exec(
+        select(TimelineEvent)
+        .where(TimelineEvent.incident_id == incident_id)
+        .order_by(col(TimelineEvent.at), col(TimelineEvent.id))
+    ).all()
+
+
+def add_event(
+    session: Session,
+    incident: Incident,
+    kind: str,
+    text: str,
+    *,
+    actor: str | None = None,
+    actor_name: str | None = None,
+    at: datetime | None = None,
+    data: dict[str, Any] | None = None,
+) -> TimelineEvent:
+    assert incident.id is not None
+    event = TimelineEvent(
+        incident_id=incident.id,
+        kind=kind,
+        text=text,
+        actor=actor,
+        actor_name=actor_name,
+        at=at or utcnow(),
+        data=data or {},
+    )
+    session.add(event)
+    incident.updated_at = utcnow()
+    session.add(incident)
+    return event
+
+
+def detail(session: Session, incident: Incident) -> IncidentDetail:
+    assert incident.id is not None
+    base = IncidentPublic.of(incident).model_dump()
+    return IncidentDetail(
+        **base,
+        alerts=[AlertPublic.model_validate(a, from_attributes=True) for a in alerts_of(session, incident.id)],
+        timeline=[
+            TimelineEventPublic.model_validate(e, from_attributes=True)
+            for e in timeline_of(session, incident.id)
+        ],
+        truncated_alerts=incident.truncated_alerts,
+        labels=incident.common_labels,
+        annotations=incident.common_annotations,
+    )

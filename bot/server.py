@@ -1,0 +1,104 @@
+"""create_app(settings): the ASGI app, with every long-lived part built in its lifespan.
+
+Nothing is built at import time and nothing here may fail because Slack, Prometheus or the
+cluster is unreachable: the bot must start, accept and record alerts, and catch up when they
+return. Only our own configuration (an invalid routing file, runbook or policy) and our own
+database stop the start, with a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from sqlalchemy.engine import Engine
+
+from bot import __version__, api, webhook
+from bot.config import Settings
+from bot.db import create_db_engine, init_schema
+from bot.incidents.models import Incident
+from bot.metrics import BotMetrics
+from bot.outbox import Outbox
+from bot.routing import Router
+from bot.slack.chat import SlackChat
+from bot.slack.delivery import SlackDelivery
+
+__all__ = ["Services", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything a request or a worker needs, built once per app."""
+
+    settings: Settings
+    engine: Engine
+    router: Router
+    metrics: BotMetrics
+    chat: SlackChat
+    outbox: Outbox
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def observe_resolution(self, incident: Incident) -> None:
+        if incident.resolved_at is None:
+            return
+        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
+        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
+
+
+async def build_services(settings: Settings) -> Services:
+    router = Router.load(settings.routing_file, default_channel=settings.channel)
+    engine = create_db_engine(settings.database_url)
+    init_schema(engine)
+    metrics = BotMetrics()
+    chat = SlackChat.create(
+        token=settings.token(),
+        base_url=settings.slack_api_url,
+        timeout=settings.slack_timeout,
+        post_interval=settings.slack_post_interval,
+        on_call=metrics.slack_call,
+    )
+    delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
+    outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
+    metrics.watch_outbox(outbox.depth)
+    return Services(
+        settings=settings, engine=engine, router=router, metrics=metrics, chat=chat, outbox=outbox
+    )
+
+
+def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings)
+        app.state.services = services
+        if run_workers:
+            services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
+        logger.info("incident-bot started", extra={"version": __version__})
+        try:
+            yield
+        finally:
+            for task in services.tasks:
+                task.cancel()
+            for task in services.tasks:
+                with suppress(asyncio.CancelledError, Exception):
+                    await task
+            await services.chat.aclose()
+            services.engine.dispose()
+            logger.info("incident-bot stopped")
+
+    app = FastAPI(
+        title="incident-bot",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.include_router(webhook.router)
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,247 @@
+"""The Slack Web API behind domain verbs: post, update, reply, find what we posted.
+
+This adapter owns everything about talking to Slack: the client (slack-sdk's AsyncWebClient
+pointed at `SLACK_API_URL`), Slack's posting rate (about one message per second per channel),
+and the translation of every failure into our error tree:
+
+- HTTP 429: RetryableUpstreamError carrying Retry-After; the channel is paused that long for
+  every worker, not just the one that was told.
+- HTTP 5xx, timeouts, connection errors, and `ok: false` errors Slack documents as transient
+  (`ratelimited`, `internal_error`, `fatal_error`, `service_unavailable`, `request_timeout`):
+  RetryableUpstreamError.
+- Any other `ok: false` (`channel_not_found`, `invalid_blocks`, `not_in_channel`, ...):
+  PermanentUpstreamError, never retried.
+
+slack-sdk's own retry handlers are switched off: a retry of chat.postMessage after a timeout
+can post twice, so the caller (the outbox) decides, and looks for the earlier post first
+(`find_posted`) using the metadata every message carries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.web.async_client import AsyncWebClient
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
+from bot.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+
+__all__ = ["METADATA_EVENT", "ChannelPacer", "PostedMessage", "SlackChat"]
+
+logger = logging.getLogger(__name__)
+
+METADATA_EVENT = "incident_bot_message"
+TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    channel: str
+    ts: str
+
+
+@dataclass
+class ChannelPacer:
+    """At most one post per `interval` seconds per channel, shared by all workers of this
+    process; a 429 pauses the channel for its Retry-After."""
+
+    interval: float = 1.0
+    clock: Callable[[], float] = time.monotonic
+    _next: dict[str, float] = field(default_factory=dict)
+    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    async def wait(self, channel: str) -> None:
+        lock = self._locks.setdefault(channel, asyncio.Lock())
+        async with lock:
+            delay = self._next.get(channel, 0.0) - self.clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            self._next[channel] = max(self._next.get(channel, 0.0), self.clock()) + self.interval
+
+    def pause(self, channel: str, seconds: float) -> None:
+        self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
+
+
+class SlackChat:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        *,
+        pacer: ChannelPacer | None = None,
+        on_call: Callable[[str, str | None], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.client.retry_handlers = []  # see module docstring
+        self.pacer = pacer or ChannelPacer()
+        self._on_call = on_call
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        token: str,
+        base_url: str,
+        timeout: float,
+        post_interval: float = 1.0,
+        on_call: Callable[[str, str | None], None] | None = None,
+    ) -> SlackChat:
+        # One pooled session for the process; created here because it needs the running loop.
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout))
+        client = AsyncWebClient(
+            token=token, base_url=base_url, timeout=int(max(1, timeout)), session=session, retry_handlers=[]
+        )
+        return cls(client, pacer=ChannelPacer(interval=post_interval), on_call=on_call)
+
+    async def post(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        marker: dict[str, Any] | None = None,
+    ) -> PostedMessage:
+        await self.pacer.wait(channel)
+        kwargs: dict[str, Any] = {"channel": channel, "text": message.get("text", ""), "unfurl_links": False}
+        if message.get("blocks"):
+            kwargs["blocks"] = message["blocks"]
+        if thread_ts:
+            kwargs["thread_ts"] = thread_ts
+        if marker:
+            kwargs["metadata"] = {"event_type": METADATA_EVENT, "event_payload": marker}
+        response = await self._call("chat.postMessage", channel, self.client.chat_postMessage, **kwargs)
+        return PostedMessage(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
+        async for attempt in self._quick_retries():
+            with attempt:
+                await self._call(
+                    "chat.update",
+                    channel,
+                    self.client.chat_update,
+                    channel=channel,
+                    ts=ts,
+                    text=message.get("text", ""),
+                    blocks=message.get("blocks") or [],
+                )
+
+    async def find_posted(
+        self,
+        channel: str,
+        marker: dict[str, Any],
+        *,
+        thread_ts: str | None = None,
+        oldest: float | None = None,
+    ) -> str | None:
+        """The ts of a message we posted with this marker, if an earlier attempt got through
+        before its answer was lost."""
+        kwargs: dict[str, Any] = {"channel": channel, "include_all_metadata": True, "limit": 200}
+        if oldest is not None:
+            kwargs["oldest"] = f"{oldest:.6f}"
+        method, call = (
+            ("conversations.replies", self.client.conversations_replies)
+            if thread_ts
+            else ("conversations.history", self.client.conversations_history)
+        )
+        if thread_ts:
+            kwargs["ts"] = thread_ts
+        cursor: str | None = None
+        for _page in range(20):
+            if cursor:
+                kwargs["cursor"] = cursor
+            response = await self._call(method, channel, call, **kwargs)
+            for item in response.get("messages") or []:
+                meta = item.get("metadata") or {}
+                if meta.get("event_type") == METADATA_EVENT and _contains(
+                    meta.get("event_payload") or {}, marker
+                ):
+                    return str(item["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
+
+    async def permalink(self, channel: str, ts: str) -> str | None:
+        try:
+            response = await self._call(
+                "chat.getPermalink", channel, self.client.chat_getPermalink, channel=channel, message_ts=ts
+            )
+        except UpstreamError:
+            return None
+        return str(response.get("permalink") or "") or None
+
+    def _quick_retries(self) -> AsyncRetrying:
+        """For idempotent calls only: a few fast retries before the outbox's slower backoff."""
+        return AsyncRetrying(
+            retry=retry_if_exception_type(RetryableUpstreamError),
+            stop=stop_after_attempt(3),
+            wait=wait_random_exponential(multiplier=0.2, max=2.0),
+            reraise=True,
+        )
+
+    async def _call(
+        self, method: str, paced_channel: str | None, func: Callable[..., Any], /, **kwargs: Any
+    ) -> Any:
+        try:
+            response = await func(**kwargs)
+        except SlackApiError as exc:
+            error = _error_name(exc)
+            self._record(method, error)
+            status = getattr(exc.response, "status_code", None)
+            if status == 429:
+                retry_after = _retry_after(exc)
+                if paced_channel:
+                    self.pacer.pause(paced_channel, retry_after)
+                raise RetryableUpstreamError(
+                    f"Slack rate-limited {method}; retry after {retry_after:.0f}s", retry_after=retry_after
+                ) from None
+            if (status is not None and status >= 500) or error in TRANSIENT_ERRORS:
+                raise RetryableUpstreamError(f"Slack {method} failed: {error or f'HTTP {status}'}") from None
+            raise PermanentUpstreamError(f"Slack refused {method}: {error or f'HTTP {status}'}") from None
+        except (TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
+            self._record(method, type(exc).__name__)
+            raise RetryableUpstreamError(f"Slack {method} did not answer: {_describe(exc)}") from None
+        self._record(method, None)
+        return response
+
+    def _record(self, method: str, error: str | None) -> None:
+        if self._on_call is not None:
+            self._on_call(method, error)
+
+    async def aclose(self) -> None:
+        session = getattr(self.client, "session", None)
+        if session is not None and not session.closed:
+            await session.close()
+
+
+def _contains(payload: dict[str, Any], marker: dict[str, Any]) -> bool:
+    return all(str(payload.get(k)) == str(v) for k, v in marker.items())
+
+
+def _error_name(exc: SlackApiError) -> str | None:
+    data = getattr(exc.response, "data", None)
+    if isinstance(data, dict):
+        return str(data.get("error") or "") or None
+    return None
+
+
+def _retry_after(exc: SlackApiError) -> float:
+    headers = getattr(exc.response, "headers", None) or {}
+    raw = headers.get("Retry-After") or headers.get("retry-after")
+    try:
+        return max(1.0, float(raw)) if raw is not None else 30.0
+    except ValueError:
+        return 30.0
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,123 @@
+"""Outbox handlers that put incidents in Slack: the root message, its updates, thread replies.
+
+Each handler is idempotent for the window the outbox cannot close (the job ran, but recording
+that failed, or Slack's answer was lost): the root is posted only while the incident has no
+`ts`, and a retried post first looks for the message an earlier attempt may have left, by the
+metadata marker every message carries. That is what keeps root messages from duplicating when
+a retry follows a timeout.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import anyio
+from sqlalchemy.engine import Engine
+
+from bot.db import transaction
+from bot.errors import ConfigError, NotFound, PermanentUpstreamError
+from bot.incidents import jobs, store
+from bot.incidents.models import Alert, Incident
+from bot.outbox import ClaimedJob, Handler
+from bot.slack import blocks
+from bot.slack.chat import SlackChat
+
+__all__ = ["SlackDelivery"]
+
+logger = logging.getLogger(__name__)
+
+# A lost answer can only hide a post made after the job was created; look a little further
+# back for clock skew between us and Slack.
+LOOKBACK_SECONDS = 120
+
+
+@dataclass
+class SlackDelivery:
+    engine: Engine
+    chat: SlackChat
+    public_url: str | None = None
+    interactive: bool = True
+
+    def handlers(self) -> dict[str, Handler]:
+        return {jobs.POST_ROOT: self.post_root, jobs.UPDATE_ROOT: self.update_root, jobs.REPLY: self.reply}
+
+    def _load(self, incident_id: int | None) -> tuple[Incident, Sequence[Alert]]:
+        if incident_id is None:
+            raise NotFound("job has no incident")
+        with transaction(self.engine) as session:
+            incident = store.get_incident(session, incident_id)
+            assert incident.id is not None
+            return incident, store.alerts_of(session, incident.id)
+
+    def render_root(self, incident: Incident, alerts: Sequence[Alert]) -> blocks.Message:
+        console = f"{self.public_url.rstrip('/')}/incidents/{incident.id}" if self.public_url else None
+        return blocks.root_message(incident, alerts, interactive=self.interactive, console_url=console)
+
+    async def post_root(self, job: ClaimedJob) -> None:
+        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        if incident.slack_ts:
+            return
+        if not incident.channel:
+            raise ConfigError(
+                f"{incident.key} has no Slack channel: set INCIDENT_BOT_CHANNEL or a matching route"
+            )
+        marker = {"incident": incident.key, "job": job.id}
+        ts: str | None = None
+        channel = incident.channel
+        if job.attempts > 1:
+            ts = await self.chat.find_posted(
+                channel, marker, oldest=job.created_at.timestamp() - LOOKBACK_SECONDS
+            )
+        if ts is None:
+            try:
+                posted = await self.chat.post(channel, self.render_root(incident, alerts), marker=marker)
+            except PermanentUpstreamError as exc:
+                await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc))
+                raise
+            channel, ts = posted.channel, posted.ts
+        assert incident.id is not None
+        await anyio.to_thread.run_sync(self._save_root, incident.id, channel, ts)
+
+    def _save_root(self, incident_id: int, channel: str, ts: str) -> None:
+        with transaction(self.engine) as session:
+            incident = store.get_incident(session, incident_id)
+            incident.channel, incident.slack_ts = channel, ts
+            session.add(incident)
+            store.add_event(
+                session, incident, "slack_posted", f"Posted to Slack channel {channel}", data={"ts": ts}
+            )
+
+    def _note_failure(self, incident_id: int | None, error: str) -> None:
+        if incident_id is None:
+            return
+        with transaction(self.engine) as session:
+            incident = store.get_incident(session, incident_id)
+            store.add_event(session, incident, "slack_failed", error)
+
+    async def update_root(self, job: ClaimedJob) -> None:
+        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        if not (incident.channel and incident.slack_ts):
+            return
+        await self.chat.update(incident.channel, incident.slack_ts, self.render_root(incident, alerts))
+
+    async def reply(self, job: ClaimedJob) -> None:
+        incident, _ = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        if not (incident.channel and incident.slack_ts):
+            return
+        marker = {"incident": incident.key, "job": job.id}
+        if job.attempts > 1 and await self.chat.find_posted(
+            incident.channel,
+            marker,
+            thread_ts=incident.slack_ts,
+            oldest=job.created_at.timestamp() - LOOKBACK_SECONDS,
+        ):
+            return
+        try:
+            await self.chat.post(
+                incident.channel, job.payload["message"], thread_ts=incident.slack_ts, marker=marker
+            )
+        except PermanentUpstreamError as exc:
+            await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc))
+            raise
