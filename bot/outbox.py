@@ -152,7 +152,6 @@ def enqueue(
         not_before=utcnow() + timedelta(seconds=delay),
     )
     session.add(job)
-    session.flush()
     return job
 
 

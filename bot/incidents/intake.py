@@ -49,6 +49,7 @@ def apply_notification(session: Session, webhook: AlertmanagerWebhook, *, router
     result = IntakeResult()
     received = normalize(webhook)
     incident = find_open(session, webhook.receiver, webhook.groupKey)
+    fresh: list[ReceivedAlert] | None = None
     if incident is None:
         fresh = [
             a
@@ -64,9 +65,11 @@ def apply_notification(session: Session, webhook: AlertmanagerWebhook, *, router
 
     if incident is not None:
         assert incident.id is not None
-        fired, resolved = _merge_alerts(session, incident, received)
-        _refresh(session, incident, webhook)
-        all_resolved = all(a.status == AlertStatus.RESOLVED for a in alerts_of(session, incident.id))
+        fired, resolved, current = _merge_alerts(
+            session, incident, received, fresh={a.fingerprint for a in fresh} if fresh is not None else None
+        )
+        _refresh(session, incident, webhook, current)
+        all_resolved = all(a.status == AlertStatus.RESOLVED for a in current)
         if result.opened:
             result.jobs += jobs.announce(session, incident)
         elif fired or (resolved and not all_resolved):
@@ -155,8 +158,11 @@ def _group_severity(alerts: list[ReceivedAlert]) -> tuple[Severity, str | None]:
 
 
 def _merge_alerts(
-    session: Session, incident: Incident, received: list[ReceivedAlert]
-) -> tuple[list[Alert], list[Alert]]:
+    session: Session, incident: Incident, received: list[ReceivedAlert], *, fresh: set[str] | None
+) -> tuple[list[Alert], list[Alert], list[Alert]]:
+    """Upsert the received alerts into the incident: (newly firing, newly resolved, all now).
+    `fresh` is set for an incident opened by this notification: the firing alerts already
+    found to be new occurrences."""
     assert incident.id is not None
     known = {a.fingerprint: a for a in alerts_of(session, incident.id)}
     fired: list[Alert] = []
@@ -165,8 +171,11 @@ def _merge_alerts(
     for item in received:
         row = known.get(item.fingerprint)
         if row is None:
-            if _occurrence_known(session, incident.receiver, incident.group_key, item, exclude=incident.id):
-                continue  # belongs to an earlier incident of the group (stale resend)
+            if fresh is not None and item.status == "firing":
+                if item.fingerprint not in fresh:
+                    continue  # belongs to an earlier incident of the group (stale resend)
+            elif _occurrence_known(session, incident.receiver, incident.group_key, item, exclude=incident.id):
+                continue
             row = Alert(
                 incident_id=incident.id,
                 fingerprint=item.fingerprint,
@@ -197,8 +206,7 @@ def _merge_alerts(
             resolved.append(row)
             _alert_event(session, incident, row)
         session.add(row)
-    session.flush()
-    return fired, resolved
+    return fired, resolved, list(known.values())
 
 
 def _alert_event(session: Session, incident: Incident, alert: Alert, *, again: bool = False) -> None:
@@ -217,13 +225,14 @@ def _alert_event(session: Session, incident: Incident, alert: Alert, *, again: b
     )
 
 
-def _refresh(session: Session, incident: Incident, webhook: AlertmanagerWebhook) -> None:
+def _refresh(session: Session, incident: Incident, webhook: AlertmanagerWebhook, alerts: list[Alert]) -> None:
     """Keep what the group says about itself current; severity follows the alerts unless a
     responder set it by hand."""
-    assert incident.id is not None
     incident.truncated_alerts = webhook.truncatedAlerts
+    if webhook.commonLabels:
+        incident.common_labels = dict(webhook.commonLabels)
     if not incident.severity_manual:
-        firing = [a for a in alerts_of(session, incident.id) if a.status == AlertStatus.FIRING]
+        firing = [a for a in alerts if a.status == AlertStatus.FIRING]
         if firing:
             pairs = [severity_of(a.labels) for a in firing]
             top = highest_severity(s for s, _ in pairs)

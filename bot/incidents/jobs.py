@@ -5,6 +5,9 @@ Kinds and lanes:
 - `slack.post_root`   lane slack, priority 0: the incident's one root message.
 - `slack.update_root` lane slack, priority 1, coalesced: re-render the root from current state.
 - `slack.reply`       lane slack, priority 2: a thread reply, rendered when the change happened.
+- `slack.postmortem`  lane slack, priority 4: the postmortem draft as a Markdown file in the thread.
+- `slack.incident_channel` lane channel, priority 3: a channel of its own for an incident whose
+  route asks for one (bot/slack/channels.py decides, from the route and current severity).
 Thread jobs wait for the root message (`needs_root`), and the lane keeps them in order.
 """
 
@@ -12,18 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
-from bot.incidents.models import Alert, Incident
+from bot.incidents.models import Alert, Incident, TimelineEvent
 from bot.outbox import enqueue
 from bot.slack import blocks
 
 __all__ = [
+    "INCIDENT_CHANNEL",
+    "POSTMORTEM",
     "POST_ROOT",
     "REPLY",
     "UPDATE_ROOT",
     "alerts_changed",
     "announce",
+    "changed",
+    "incident_channel",
+    "postmortem",
     "reply",
     "resolved",
     "update_root",
@@ -32,10 +40,55 @@ __all__ = [
 POST_ROOT = "slack.post_root"
 UPDATE_ROOT = "slack.update_root"
 REPLY = "slack.reply"
+POSTMORTEM = "slack.postmortem"
+INCIDENT_CHANNEL = "slack.incident_channel"
 
 
 def announce(session: Session, incident: Incident) -> int:
     enqueue(session, POST_ROOT, incident_id=incident.id, priority=0, dedupe_key=f"root:{incident.id}")
+    return 1 + (incident_channel(session, incident) if _routed(session, incident) else 0)
+
+
+def _routed(session: Session, incident: Incident) -> bool:
+    """Whether a named route (which may ask for an incident channel) took the incident; the
+    default route never does, so incidents there cost no extra job."""
+    opened = session.exec(
+        select(TimelineEvent.data).where(
+            TimelineEvent.incident_id == incident.id, TimelineEvent.kind == "opened"
+        )
+    ).first()
+    return bool(opened and opened.get("route"))
+
+
+def incident_channel(session: Session, incident: Incident) -> int:
+    """Ask for the incident's own channel; once per severity, as an escalation may newly
+    qualify an incident for one."""
+    job = enqueue(
+        session,
+        INCIDENT_CHANNEL,
+        incident_id=incident.id,
+        lane="channel",
+        priority=3,
+        needs_root=True,
+        dedupe_key=f"channel:{incident.id}:{incident.severity}",
+    )
+    return 1 if job is not None else 0
+
+
+def changed(session: Session, incident: Incident, message: blocks.Message) -> int:
+    """A responder changed the incident: re-render the root and tell the thread."""
+    return update_root(session, incident) + reply(session, incident, message)
+
+
+def postmortem(session: Session, incident: Incident, *, requested_by: str | None) -> int:
+    enqueue(
+        session,
+        POSTMORTEM,
+        incident_id=incident.id,
+        priority=4,
+        needs_root=True,
+        payload={"requested_by": requested_by},
+    )
     return 1
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "IncidentStatus",
     "Notification",
     "Severity",
+    "SlackRequest",
     "TimelineEvent",
     "TimelineEventPublic",
 ]
@@ -87,6 +88,7 @@ class Incident(SQLModel, table=True):
     incident_channel: str | None = None
     commander_id: str | None = None
     commander_name: str | None = None
+    acknowledged_by: str | None = None
     resolved_by: str | None = None
     resolve_reason: str | None = None
     manual_resolve: bool = False
@@ -153,6 +155,19 @@ class Notification(SQLModel, table=True):
     payload: dict[str, Any] = _json()
 
 
+class SlackRequest(SQLModel, table=True):
+    """Slack requests that changed something, by their identity (trigger_id, action_ts,
+    event_id): written in the same transaction as the change, so a retried delivery or a
+    replayed click finds its first run and does nothing, on any replica and after restarts."""
+
+    __tablename__ = "slack_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    incident_id: int | None = Field(default=None, foreign_key="incidents.id")
+    received_at: datetime = Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
 class AlertPublic(BaseModel):
     fingerprint: str
     status: str
@@ -187,6 +202,9 @@ class IncidentPublic(BaseModel):
     ts: str | None
     incident_channel: str | None
     commander: str | None
+    acknowledged_by: str | None = None
+    resolved_by: str | None = None
+    resolve_reason: str | None = None
     created_at: datetime
     started_at: datetime
     acknowledged_at: datetime | None
@@ -212,6 +230,9 @@ class IncidentPublic(BaseModel):
             ts=incident.slack_ts,
             incident_channel=incident.incident_channel,
             commander=incident.commander_id,
+            acknowledged_by=incident.acknowledged_by,
+            resolved_by=incident.resolved_by,
+            resolve_reason=incident.resolve_reason,
             created_at=incident.created_at,
             started_at=incident.started_at,
             acknowledged_at=incident.acknowledged_at,

@@ -21,6 +21,7 @@ from bot.incidents.models import (
     IncidentDetail,
     IncidentPublic,
     IncidentStatus,
+    SlackRequest,
     TimelineEvent,
     TimelineEventPublic,
 )
@@ -28,6 +29,7 @@ from bot.incidents.models import (
 __all__ = [
     "add_event",
     "alerts_of",
+    "claim_request",
     "detail",
     "find_open",
     "get_incident",
@@ -133,3 +135,14 @@ def detail(session: Session, incident: Incident) -> IncidentDetail:
         labels=incident.common_labels,
         annotations=incident.common_annotations,
     )
+
+
+def claim_request(session: Session, key: str, *, incident_id: int | None = None) -> bool:
+    """Record that the Slack request `key` is being acted on; False if it already was (a
+    retried delivery or a replayed click). Call inside the transaction that makes the change,
+    so the record and the change commit together; a concurrent twin fails on the unique key."""
+    key = key[:255]
+    if session.exec(select(SlackRequest.id).where(SlackRequest.key == key)).first() is not None:
+        return False
+    session.add(SlackRequest(key=key, incident_id=incident_id))
+    return True

@@ -1,0 +1,1 @@
+"""Benchmarks: each module prints its figures; results are recorded in BENCHMARKS.md."""

@@ -1,0 +1,96 @@
+"""Time from an Alertmanager webhook POST to the bot's first Slack call for that incident.
+
+The real bot (uvicorn, SQLite on local disk, the durable outbox) against the local Slack
+stand-in. Two runs:
+- sequential: one new incident at a time, so each figure is the pipeline's own latency
+  (HTTP intake, commit, outbox wake-up, claim, render, chat.postMessage);
+- burst: N notifications at once from several client threads, as after an outage; the
+  figure includes queueing behind the other incidents.
+Slack's per-channel pacing is switched off here (it would add up to 1 s per message by
+design); routing spreads real incidents over channels.
+
+    python -m bench.webhook_to_slack [--incidents 200] [--burst 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from bot.sandbox.slack_api import SlackStandIn
+from tests.support.botserver import make_settings, run_bot, wait_until
+from tests.support.payloads import alert, notification
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def describe(name: str, latencies: Sequence[float]) -> str:
+    ms = [v * 1000 for v in latencies]
+    return (
+        f"{name:<11} n={len(ms):<4} median={statistics.median(ms):7.1f} ms  "
+        f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms):7.1f} ms"
+    )
+
+
+def first_post_times(slack: SlackStandIn) -> dict[str, float]:
+    """incident key -> when the stand-in received the root message for it."""
+    found: dict[str, float] = {}
+    for call in slack.calls("chat.postMessage"):
+        meta = call.params.get("metadata") or {}
+        key = (meta.get("event_payload") or {}).get("incident")
+        if key and "thread_ts" not in call.params:
+            found.setdefault(key, call.at)
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--incidents", type=int, default=200)
+    parser.add_argument("--burst", type=int, default=100)
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp, SlackStandIn() as slack:
+        settings = make_settings(Path(tmp), slack.url, webhook_token=None, log_level="WARNING")
+        with run_bot(settings) as bot, bot.client(token=None) as client:
+            sequential: list[float] = []
+            for n in range(args.incidents):
+                payload = notification(alert(pod=f"seq-{n}"), group_key=f"seq-{n}")
+                started = time.time()
+                key = client.post("/alertmanager", json=payload).json()["incident"]
+                wait_until(lambda k=key: k in first_post_times(slack), timeout=30, message=f"{key} posted")
+                sequential.append(first_post_times(slack)[key] - started)
+
+            sent: dict[str, float] = {}
+
+            def fire(n: int) -> None:
+                payload = notification(alert(pod=f"burst-{n}"), group_key=f"burst-{n}")
+                started = time.time()
+                with bot.client(token=None) as own:
+                    key = own.post("/alertmanager", json=payload).json()["incident"]
+                sent[key] = started
+
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                list(pool.map(fire, range(args.burst)))
+            wait_until(lambda: set(sent) <= set(first_post_times(slack)), timeout=120, message="burst posted")
+            posted = first_post_times(slack)
+            burst = [posted[k] - t for k, t in sent.items()]
+
+    print(describe("sequential", sequential))
+    print(describe("burst", burst))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
