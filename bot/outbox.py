@@ -46,6 +46,7 @@ __all__ = [
     "OutboxJob",
     "Reschedule",
     "enqueue",
+    "fail_waiting_for_root",
 ]
 
 logger = logging.getLogger(__name__)
@@ -107,6 +108,22 @@ class Reschedule(Exception):
 
 
 Handler = Callable[[ClaimedJob], Awaitable[None]]
+
+
+def fail_waiting_for_root(session: Session, incident_id: int, reason: str) -> int:
+    """Jobs that wait for an incident's root message can never run once posting it failed
+    for good; mark them failed with the reason instead of leaving them pending forever."""
+    rows = session.exec(
+        select(OutboxJob).where(
+            OutboxJob.incident_id == incident_id,
+            col(OutboxJob.needs_root).is_(True),
+            OutboxJob.status == JobStatus.PENDING,
+        )
+    ).all()
+    for row in rows:
+        row.status, row.last_error, row.finished_at = JobStatus.FAILED, reason, utcnow()
+        session.add(row)
+    return len(rows)
 
 
 def enqueue(
@@ -183,6 +200,8 @@ class Outbox:
         assert self._wake is not None
         name = f"{self.worker_id}/{index}"
         while True:
+            # Clear before looking, so a wake-up that arrives while we look is not lost.
+            self._wake.clear()
             try:
                 job = await anyio.to_thread.run_sync(self.claim, name)
             except Exception:
@@ -190,7 +209,6 @@ class Outbox:
                 await anyio.sleep(self.poll_interval * 4)
                 continue
             if job is None:
-                self._wake.clear()
                 with anyio.move_on_after(self.poll_interval):
                     await self._wake.wait()
                 continue
@@ -265,7 +283,8 @@ class Outbox:
                 if row is None:
                     return
                 row.status = status
-                row.last_error = error if count or error else row.last_error
+                if count or error is not None:
+                    row.last_error = error
                 row.locked_by = None
                 row.locked_until = None
                 if not count:

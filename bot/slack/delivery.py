@@ -20,7 +20,7 @@ from bot.db import transaction
 from bot.errors import ConfigError, NotFound, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
-from bot.outbox import ClaimedJob, Handler
+from bot.outbox import ClaimedJob, Handler, fail_waiting_for_root
 from bot.slack import blocks
 from bot.slack.chat import SlackChat
 
@@ -74,7 +74,7 @@ class SlackDelivery:
             try:
                 posted = await self.chat.post(channel, self.render_root(incident, alerts), marker=marker)
             except PermanentUpstreamError as exc:
-                await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc))
+                await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc), True)
                 raise
             channel, ts = posted.channel, posted.ts
         assert incident.id is not None
@@ -89,12 +89,14 @@ class SlackDelivery:
                 session, incident, "slack_posted", f"Posted to Slack channel {channel}", data={"ts": ts}
             )
 
-    def _note_failure(self, incident_id: int | None, error: str) -> None:
+    def _note_failure(self, incident_id: int | None, error: str, root: bool = False) -> None:
         if incident_id is None:
             return
         with transaction(self.engine) as session:
             incident = store.get_incident(session, incident_id)
             store.add_event(session, incident, "slack_failed", error)
+            if root:
+                fail_waiting_for_root(session, incident_id, f"the root message could not be posted: {error}")
 
     async def update_root(self, job: ClaimedJob) -> None:
         incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)

@@ -20,6 +20,10 @@ Usage from a test module::
             alertmanager_url=am.url,
         )
 
+History that cannot be waited for (last week's values, the hour before an incident) is
+backfilled before start: `prometheus_factory(backfill=openmetrics_text)` runs `promtool tsdb
+create-blocks-from openmetrics` into the server's data directory (`backfill_openmetrics`).
+
 The docstring carries PYTEST_DONT_REWRITE: test modules import helpers from here *and* name it in
 `pytest_plugins`, and pytest would otherwise warn (an error under `filterwarnings = error`) that
 the already imported module cannot be assertion-rewritten. The lead may instead list it in the
@@ -111,6 +115,7 @@ __all__ = [
     "alert_rule",
     "alertmanager",
     "alertmanager_factory",
+    "backfill_openmetrics",
     "find_binary",
     "free_port",
     "poll_until",
@@ -497,6 +502,32 @@ class PrometheusServer(_Server):
         return [am["url"] for am in data.get("activeAlertmanagers", [])]
 
 
+def backfill_openmetrics(workdir: Path, text: str) -> None:
+    """Write OpenMetrics `text` as TSDB blocks into the data directory `start_prometheus(workdir)`
+    uses, with `promtool tsdb create-blocks-from openmetrics` (Debian's promtool 2.42).
+
+    Call before starting Prometheus: it loads blocks at start. Blocks may overlap the present
+    (Prometheus 2.39+ merges overlapping blocks), so "now" can be backfilled too. Samples of a
+    series must be in time order, and each metric family's samples together.
+    """
+    promtool = find_binary("promtool")
+    workdir.mkdir(parents=True, exist_ok=True)
+    source = workdir / "backfill.om"
+    source.write_text(text if text.endswith("\n") else text + "\n")
+    result = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(workdir / "data")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=START_TIMEOUT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"promtool could not backfill {source} (exit {result.returncode}):\n"
+            f"{(result.stdout + result.stderr).strip()[-2000:]}"
+        )
+
+
 def start_prometheus(
     workdir: Path,
     *,
@@ -511,14 +542,21 @@ def start_prometheus(
     extra_args: Sequence[str] = (),
     timeout: float = START_TIMEOUT,
     wait_for_alertmanager: bool = True,
+    backfill: str | None = None,
 ) -> PrometheusServer:
     """Start Prometheus and wait until it is ready and, with `alertmanager_url` (unless
     `wait_for_alertmanager=False`), until it has discovered that Alertmanager (about 5s, see the
     module docstring), so no alert is dropped. Raises RuntimeError with the process's output
-    if it does not start."""
+    if it does not start.
+
+    `backfill` is OpenMetrics text (samples with timestamps in seconds, ending in `# EOF`)
+    written into the TSDB before start (`backfill_openmetrics`): history that cannot be
+    waited for, such as last week's values."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
+    if backfill is not None:
+        backfill_openmetrics(workdir, backfill)
     config_path = workdir / "prometheus.yml"
     rules_path = workdir / "rules.yml"
     rules_path.write_text(rules if rules is not None else "groups: []\n")
