@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from bot.db import transaction
 from bot.errors import NotFound
-from bot.incidents import store
+from bot.incidents import postmortem, store
 from bot.incidents.models import IncidentDetail, IncidentPublic
 
 if TYPE_CHECKING:
@@ -86,3 +86,19 @@ async def get_incident(request: Request, ref: str) -> IncidentDetail | JSONRespo
         return await anyio.to_thread.run_sync(load)
     except NotFound as exc:
         return JSONResponse({"error": exc.message}, status_code=404)
+
+
+@router.get("/api/incidents/{ref}/postmortem", response_model=None)
+async def get_postmortem(request: Request, ref: str) -> PlainTextResponse | JSONResponse:
+    """The postmortem draft in Markdown, rendered from the current record."""
+    services = _services(request)
+
+    def render() -> str:
+        with transaction(services.engine) as session:
+            return postmortem.load_and_render(session, ref)[1]
+
+    try:
+        text = await anyio.to_thread.run_sync(render)
+    except NotFound as exc:
+        return JSONResponse({"error": exc.message}, status_code=404)
+    return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")

@@ -24,8 +24,12 @@ from bot.incidents.models import Incident
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
+from bot.slack import app as slack_app
+from bot.slack.app import SlackApp, build_slack_app
+from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
+from bot.slack.documents import PostmortemPoster
 
 __all__ = ["Services", "create_app"]
 
@@ -43,6 +47,13 @@ class Services:
     chat: SlackChat
     outbox: Outbox
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    slack: SlackApp | None = None
+
+    def observe_acknowledgement(self, incident: Incident) -> None:
+        if incident.acknowledged_at is None:
+            return
+        seconds = max(0.0, (incident.acknowledged_at - incident.created_at).total_seconds())
+        self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
 
     def observe_resolution(self, incident: Incident) -> None:
         if incident.resolved_at is None:
@@ -66,9 +77,14 @@ async def build_services(settings: Settings) -> Services:
     delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
     outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
     metrics.watch_outbox(outbox.depth)
-    return Services(
+    services = Services(
         settings=settings, engine=engine, router=router, metrics=metrics, chat=chat, outbox=outbox
     )
+    services.slack = build_slack_app(services)
+    channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
+    outbox.handlers.update(channels.handlers())
+    outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
+    return services
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
@@ -87,6 +103,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             for task in services.tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
+            if services.slack is not None:
+                await services.slack.aclose()
             await services.chat.aclose()
             services.engine.dispose()
             logger.info("incident-bot stopped")
@@ -101,4 +119,5 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     )
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(slack_app.router)
     return app

@@ -80,6 +80,15 @@ class Matcher:
         return f"{_quote_if_needed(self.name)}{self.type.value}{_quote(self.value)}"
 
 
+def _show(text: str) -> str:
+    """The matcher as the author typed it, in quotes (repr() would double its backslashes)."""
+    return f"'{text}'"
+
+
+def _show_char(ch: str) -> str:
+    return f'"{ch}"' if ch == "'" else f"'{ch}'"
+
+
 def _quote(value: str) -> str:
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
     return f'"{escaped}"'
@@ -99,13 +108,16 @@ def make_matcher(name: str, type_: MatchType, value: str, *, source: str | None 
         unsupported = _re2_unsupported(value)
         if unsupported:
             raise MatcherSyntaxError(
-                f"bad matcher {shown!r}: {unsupported} is not supported by Alertmanager's RE2 regex engine"
+                f"bad matcher {_show(shown)}: {unsupported} "
+                "is not supported by Alertmanager's RE2 regex engine"
             )
         try:
             re.compile(value)  # first alone, so error positions refer to the author's text
             regex = re.compile(f"(?:{value})")
         except re.error as exc:
-            raise MatcherSyntaxError(f"bad matcher {shown!r}: invalid regular expression: {exc}") from None
+            raise MatcherSyntaxError(
+                f"bad matcher {_show(shown)}: invalid regular expression: {exc}"
+            ) from None
     return Matcher(name=name, type=type_, value=value, _regex=regex)
 
 
@@ -176,7 +188,7 @@ def _lex(text: str) -> list[_Token]:
             nxt = text[i + 1 : i + 2]
             if nxt not in ("=", "~"):
                 raise MatcherSyntaxError(
-                    f"bad matcher {text!r}: unexpected '!' at column {col}: expected '!=' or '!~'"
+                    f"bad matcher {_show(text)}: unexpected '!' at column {col}: expected '!=' or '!~'"
                 )
             tokens.append(_Token("op", "!" + nxt, col))
             i += 2
@@ -192,13 +204,13 @@ def _lex(text: str) -> list[_Token]:
                 j += 1
             if j >= len(text):
                 raise MatcherSyntaxError(
-                    f"bad matcher {text!r}: unterminated quoted string starting at column {col}"
+                    f"bad matcher {_show(text)}: unterminated quoted string starting at column {col}"
                 )
             tokens.append(_Token("quoted", text[i : j + 1], col))
             i = j + 1
         elif ch in _RESERVED:
             raise MatcherSyntaxError(
-                f"bad matcher {text!r}: unexpected {ch!r} at column {col}"
+                f"bad matcher {_show(text)}: unexpected {ch!r} at column {col}"
                 + ("; quote values that contain it" if ch in "\\'`~" else "")
             )
         else:
@@ -232,7 +244,8 @@ def _go_unquote(quoted: str, *, source: str, column: int) -> str:
         ch = body[i]
         if ch == "\n":
             raise MatcherSyntaxError(
-                f"bad matcher {source!r}: line break inside the quoted string at column {column}; write \\n"
+                f"bad matcher {_show(source)}: line break inside the quoted string "
+                f"at column {column}; write \\n"
             )
         if ch != "\\":
             out.append(ch)
@@ -257,7 +270,8 @@ def _go_unquote(quoted: str, *, source: str, column: int) -> str:
                 i += 4
                 continue
         raise MatcherSyntaxError(
-            f"bad matcher {source!r}: invalid escape sequence '\\{esc}' in the quoted string at column {column}"
+            f"bad matcher {_show(source)}: invalid escape sequence '\\{esc}' "
+            f"in the quoted string at column {column}"
         )
     return "".join(out)
 
@@ -274,7 +288,7 @@ def parse_matchers(text: str) -> list[Matcher]:
         return tokens[pos] if pos < len(tokens) else None
 
     def fail(reason: str) -> MatcherSyntaxError:
-        return MatcherSyntaxError(f"bad matcher {text!r}: {reason}")
+        return MatcherSyntaxError(f"bad matcher {_show(text)}: {reason}")
 
     braced = bool(tokens) and tokens[0].kind == "{"
     if braced:
@@ -328,7 +342,7 @@ def parse_matcher(text: str) -> Matcher:
     """Parse exactly one matcher."""
     found = parse_matchers(text)
     if len(found) != 1:
-        raise MatcherSyntaxError(f"bad matcher {text!r}: expected one matcher, found {len(found)}")
+        raise MatcherSyntaxError(f"bad matcher {_show(text)}: expected one matcher, found {len(found)}")
     return found[0]
 
 

@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,20 +53,28 @@ class PostedMessage:
 @dataclass
 class ChannelPacer:
     """At most one post per `interval` seconds per channel, shared by all workers of this
-    process; a 429 pauses the channel for its Retry-After."""
+    process; a 429 pauses the channel for its Retry-After.
+
+    The interval is counted from when the previous post *finished*, and posts to one channel
+    go one at a time: two posts started a second apart can still arrive closer together when
+    the first one was slow on the wire, and Slack counts arrivals."""
 
     interval: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _next: dict[str, float] = field(default_factory=dict)
     _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
-    async def wait(self, channel: str) -> None:
+    @asynccontextmanager
+    async def slot(self, channel: str) -> AsyncIterator[None]:
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
             delay = self._next.get(channel, 0.0) - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            self._next[channel] = max(self._next.get(channel, 0.0), self.clock()) + self.interval
+            try:
+                yield
+            finally:
+                self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + self.interval)
 
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
@@ -109,7 +118,6 @@ class SlackChat:
         thread_ts: str | None = None,
         marker: dict[str, Any] | None = None,
     ) -> PostedMessage:
-        await self.pacer.wait(channel)
         kwargs: dict[str, Any] = {"channel": channel, "text": message.get("text", ""), "unfurl_links": False}
         if message.get("blocks"):
             kwargs["blocks"] = message["blocks"]
@@ -117,13 +125,14 @@ class SlackChat:
             kwargs["thread_ts"] = thread_ts
         if marker:
             kwargs["metadata"] = {"event_type": METADATA_EVENT, "event_payload": marker}
-        response = await self._call("chat.postMessage", channel, self.client.chat_postMessage, **kwargs)
+        async with self.pacer.slot(channel):
+            response = await self.call("chat.postMessage", channel, self.client.chat_postMessage, **kwargs)
         return PostedMessage(channel=str(response["channel"]), ts=str(response["ts"]))
 
     async def update(self, channel: str, ts: str, message: dict[str, Any]) -> None:
         async for attempt in self._quick_retries():
             with attempt:
-                await self._call(
+                await self.call(
                     "chat.update",
                     channel,
                     self.client.chat_update,
@@ -157,7 +166,7 @@ class SlackChat:
         for _page in range(20):
             if cursor:
                 kwargs["cursor"] = cursor
-            response = await self._call(method, channel, call, **kwargs)
+            response = await self.call(method, channel, call, **kwargs)
             for item in response.get("messages") or []:
                 meta = item.get("metadata") or {}
                 if meta.get("event_type") == METADATA_EVENT and _contains(
@@ -171,7 +180,7 @@ class SlackChat:
 
     async def permalink(self, channel: str, ts: str) -> str | None:
         try:
-            response = await self._call(
+            response = await self.call(
                 "chat.getPermalink", channel, self.client.chat_getPermalink, channel=channel, message_ts=ts
             )
         except UpstreamError:
@@ -187,9 +196,11 @@ class SlackChat:
             reraise=True,
         )
 
-    async def _call(
+    async def call(
         self, method: str, paced_channel: str | None, func: Callable[..., Any], /, **kwargs: Any
     ) -> Any:
+        """Call one slack-sdk client method, recording it and translating every failure into
+        our error tree; `paced_channel` is the channel a 429 should pause."""
         try:
             response = await func(**kwargs)
         except SlackApiError as exc:

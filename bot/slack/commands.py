@@ -1,0 +1,255 @@
+"""`/incident` text to typed commands: pure parsing, no I/O, so every usage error is tested
+without a server.
+
+What Slack sends as `text` (the part after the command name):
+- user mentions arrive escaped as `<@U012AB3CD|name>` or, in newer workspaces, `<@U012AB3CD>`
+  (the command's "Escape channels, users, and links" option; without it `@name` arrives as
+  typed and carries no user ID, so we say how to fix that);
+- `&`, `<` and `>` typed by the user arrive as `&amp;`, `&lt;` and `&gt;`: free text (notes,
+  reasons) is unescaped here and escaped again wherever it is rendered.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bot.errors import PayloadError
+from bot.incidents.models import Severity
+from bot.slack.mrkdwn import escape
+
+__all__ = [
+    "USAGE",
+    "Ack",
+    "Assign",
+    "Command",
+    "Help",
+    "ListOpen",
+    "Note",
+    "Postmortem",
+    "Resolve",
+    "SetSeverity",
+    "Show",
+    "Sub",
+    "Timeline",
+    "UsageError",
+    "parse",
+    "parse_incident_id",
+    "parse_user",
+    "unescape",
+]
+
+MAX_FREE_TEXT = 3000
+
+
+class Sub(StrEnum):
+    HELP = "help"
+    LIST = "list"
+    SHOW = "show"
+    ACK = "ack"
+    RESOLVE = "resolve"
+    ASSIGN = "assign"
+    SEVERITY = "severity"
+    NOTE = "note"
+    TIMELINE = "timeline"
+    POSTMORTEM = "postmortem"
+
+
+SYNTAX: dict[Sub, tuple[str, str]] = {
+    Sub.HELP: ("help", "show this help"),
+    Sub.LIST: ("list", "open incidents, newest first"),
+    Sub.SHOW: ("show ID", "status, severity, commander and alerts of one incident"),
+    Sub.ACK: ("ack ID", "acknowledge: you are on it"),
+    Sub.RESOLVE: ("resolve ID [reason]", "resolve by hand, even while alerts still fire"),
+    Sub.ASSIGN: ("assign ID @user", "make someone the incident commander"),
+    Sub.SEVERITY: ("severity ID critical|warning|info", "set the severity by hand"),
+    Sub.NOTE: ("note ID text", "add a note to the timeline"),
+    Sub.TIMELINE: ("timeline ID", "everything that happened, with time and who"),
+    Sub.POSTMORTEM: ("postmortem ID", "post a Markdown postmortem draft in the incident thread"),
+}
+ALIASES: dict[str, Sub] = {"acknowledge": Sub.ACK, "ls": Sub.LIST, "sev": Sub.SEVERITY}
+
+USAGE = "Usage: `/incident <subcommand>`. IDs look like `INC-42` (or just `42`).\n" + "\n".join(
+    f"• `/incident {syntax}`: {meaning}" for syntax, meaning in SYNTAX.values()
+)
+
+_ID = re.compile(r"^(?:#|INC-?)?(\d{1,12})$", re.IGNORECASE)
+_MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
+_RAW_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+class UsageError(PayloadError):
+    """The command text can never work as typed; `usage` is the line to show with it."""
+
+    def __init__(self, message: str, *, usage: str = USAGE) -> None:
+        super().__init__(message)
+        self.usage = usage
+
+
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+@dataclass(frozen=True)
+class ListOpen:
+    pass
+
+
+@dataclass(frozen=True)
+class Show:
+    incident_id: int
+
+
+@dataclass(frozen=True)
+class Ack:
+    incident_id: int
+
+
+@dataclass(frozen=True)
+class Resolve:
+    incident_id: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Assign:
+    incident_id: int
+    user_id: str
+    user_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SetSeverity:
+    incident_id: int
+    severity: Severity
+
+
+@dataclass(frozen=True)
+class Note:
+    incident_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Timeline:
+    incident_id: int
+
+
+@dataclass(frozen=True)
+class Postmortem:
+    incident_id: int
+
+
+Command = Help | ListOpen | Show | Ack | Resolve | Assign | SetSeverity | Note | Timeline | Postmortem
+
+# Commands that change an incident (and so are deduplicated and recorded on the timeline).
+MUTATING = (Ack, Resolve, Assign, SetSeverity, Note)
+
+
+def unescape(text: str) -> str:
+    """Undo Slack's escaping of typed `&`, `<`, `>` (only those three, `&amp;` last)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+
+
+def usage_of(sub: Sub) -> str:
+    return f"Usage: `/incident {SYNTAX[sub][0]}`"
+
+
+def parse_incident_id(token: str, sub: Sub) -> int:
+    match = _ID.match(token.strip())
+    if match is None:
+        raise UsageError(
+            f"`{_quote(token)}` is not an incident ID; use the key or number, e.g. `INC-42` or `42`.",
+            usage=usage_of(sub),
+        )
+    return int(match.group(1))
+
+
+def parse_user(token: str, sub: Sub) -> tuple[str, str | None]:
+    """(user ID, name if Slack sent one) from `<@U123|name>`, `<@U123>` or a bare `U123`."""
+    match = _MENTION.match(token)
+    if match is not None:
+        return match.group(1), (match.group(2) or None)
+    if _RAW_USER_ID.match(token):
+        return token, None
+    if token.startswith("@"):
+        raise UsageError(
+            f"`{_quote(token)}` reached the bot as plain text, without a user ID. Pick the person from "
+            "Slack's @-autocomplete; if it still fails, turn on “Escape channels, users, and links sent "
+            "to your app” in the /incident command's settings.",
+            usage=usage_of(sub),
+        )
+    raise UsageError(f"`{_quote(token)}` is not a user; mention them as `@name`.", usage=usage_of(sub))
+
+
+def parse(text: str) -> Command:
+    """One `/incident` invocation's text to a command, or UsageError saying what was wrong."""
+    words = text.strip().split(None, 1)
+    if not words:
+        return Help()
+    name = words[0].lower()
+    rest = words[1].strip() if len(words) > 1 else ""
+    try:
+        sub = ALIASES.get(name) or Sub(name)
+    except ValueError:
+        raise UsageError(f"`{_quote(words[0])}` is not an /incident subcommand.") from None
+
+    if sub is Sub.HELP:
+        return Help()
+    if sub is Sub.LIST:
+        if rest:
+            raise UsageError("`list` takes no arguments.", usage=usage_of(sub))
+        return ListOpen()
+
+    args = rest.split(None, 1)
+    if not args:
+        raise UsageError(f"`{sub.value}` needs an incident ID.", usage=usage_of(sub))
+    incident_id = parse_incident_id(args[0], sub)
+    tail = args[1].strip() if len(args) > 1 else ""
+
+    if sub in (Sub.SHOW, Sub.ACK, Sub.TIMELINE, Sub.POSTMORTEM):
+        if tail:
+            raise UsageError(f"`{sub.value}` takes only an incident ID.", usage=usage_of(sub))
+        simple: dict[Sub, type[Show | Ack | Timeline | Postmortem]] = {
+            Sub.SHOW: Show,
+            Sub.ACK: Ack,
+            Sub.TIMELINE: Timeline,
+            Sub.POSTMORTEM: Postmortem,
+        }
+        return simple[sub](incident_id)
+    if sub is Sub.RESOLVE:
+        return Resolve(incident_id, _free_text(tail, sub) if tail else None)
+    if sub is Sub.ASSIGN:
+        targets = tail.split()
+        if len(targets) != 1:
+            raise UsageError("`assign` needs exactly one person, e.g. `@alice`.", usage=usage_of(sub))
+        user_id, user_name = parse_user(targets[0], sub)
+        return Assign(incident_id, user_id, user_name)
+    if sub is Sub.SEVERITY:
+        try:
+            severity = Severity(tail.lower())
+        except ValueError:
+            shown = f"`{_quote(tail)}` is not a severity" if tail else "`severity` needs a level"
+            raise UsageError(f"{shown}; use critical, warning or info.", usage=usage_of(sub)) from None
+        return SetSeverity(incident_id, severity)
+    # Sub.NOTE
+    if not tail:
+        raise UsageError("`note` needs some text to add.", usage=usage_of(sub))
+    return Note(incident_id, _free_text(tail, sub))
+
+
+def _free_text(text: str, sub: Sub) -> str:
+    plain = unescape(text).strip()
+    if len(plain) > MAX_FREE_TEXT:
+        raise UsageError(
+            f"that text is {len(plain)} characters; keep it under {MAX_FREE_TEXT}.", usage=usage_of(sub)
+        )
+    return plain
+
+
+def _quote(token: str) -> str:
+    """Echo user input back inside inline code without letting it break out."""
+    cleaned = unescape(token).replace("`", "'")
+    return escape(cleaned if len(cleaned) <= 40 else cleaned[:39] + "…")

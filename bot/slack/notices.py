@@ -1,0 +1,108 @@
+"""Thread replies that tell an incident's channel what a responder changed.
+
+Pure functions from incident state to a Slack message, rendered when the change happens
+(the outbox sends them later, in order, even after a Slack outage). Everything typed by a
+person is escaped for mrkdwn here and cut to Slack's limits.
+"""
+
+from __future__ import annotations
+
+from bot.incidents.models import Incident, Severity
+from bot.slack.blocks import SEVERITY_EMOJI, Message
+from bot.slack.mrkdwn import escape, truncate
+
+__all__ = [
+    "acknowledged",
+    "assigned",
+    "channel_created",
+    "mention",
+    "note_added",
+    "resolved_by_hand",
+    "severity_changed",
+]
+
+SECTION_TEXT = 3000
+
+
+def mention(user_id: str | None, name: str | None = None) -> str:
+    """`<@U123>` (Slack shows the current display name); the stored name only as a fallback."""
+    if user_id:
+        return f"<@{user_id}>"
+    return escape(name) if name else "someone"
+
+
+def _message(fallback: str, text: str) -> Message:
+    return {
+        "text": truncate(escape(fallback), 3000),
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT)}}],
+    }
+
+
+def _quote(text: str, limit: int = 1500) -> str:
+    return "\n".join(f">{line}" for line in escape(truncate(text, limit)).splitlines() or [""])
+
+
+def acknowledged(incident: Incident, by: str) -> Message:
+    return _message(
+        f"{incident.key} acknowledged",
+        f":eyes: *{incident.key} acknowledged* by {mention(by)}.",
+    )
+
+
+def assigned(incident: Incident, by: str, commander: str, previous: str | None) -> Message:
+    if by == commander:
+        text = f":male-firefighter: {mention(commander)} *took command* of {incident.key}."
+    else:
+        text = (
+            f":male-firefighter: {mention(by)} made {mention(commander)} "
+            f"*incident commander* of {incident.key}."
+        )
+    if previous and previous != commander:
+        text += f" (Before: {mention(previous)}.)"
+    return _message(f"{incident.key}: new incident commander", text)
+
+
+def severity_changed(incident: Incident, by: str, old: str) -> Message:
+    try:
+        emoji = SEVERITY_EMOJI[Severity(incident.severity)]
+    except ValueError:
+        emoji = ""
+    return _message(
+        f"{incident.key} severity is now {incident.severity}",
+        f"{emoji} {mention(by)} changed the severity of {incident.key} from *{escape(old)}* "
+        f"to *{escape(incident.severity)}*. It stays there whatever the alerts say.",
+    )
+
+
+def note_added(incident: Incident, by: str, text: str) -> Message:
+    return _message(
+        f"{incident.key}: note",
+        f":memo: Note from {mention(by)}:\n{_quote(text)}",
+    )
+
+
+def resolved_by_hand(incident: Incident, by: str, reason: str | None, firing: int) -> Message:
+    text = f":white_check_mark: *{incident.key} resolved* by {mention(by)}"
+    text += f"{_duration(incident)}."
+    if firing:
+        plural = "s are" if firing != 1 else " is"
+        text += (
+            f"\n:warning: {firing} alert{plural} still firing. If it fires again later, a new incident opens."
+        )
+    if reason:
+        text += f"\n{_quote(reason, 1000)}"
+    return _message(f"{incident.key} resolved", text)
+
+
+def channel_created(incident: Incident, channel_id: str) -> Message:
+    return _message(
+        f"{incident.key}: incident channel created",
+        f":speech_balloon: {incident.key} has its own channel: <#{channel_id}>.",
+    )
+
+
+def _duration(incident: Incident) -> str:
+    if incident.resolved_at is None:
+        return ""
+    minutes = int((incident.resolved_at - incident.started_at).total_seconds() // 60)
+    return f" after {minutes // 60}h {minutes % 60}m" if minutes >= 60 else f" after {minutes}m"
