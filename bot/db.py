@@ -87,6 +87,7 @@ def _configure_sqlite(engine: Engine) -> None:
 def init_schema(engine: Engine) -> None:
     """Create missing tables. Imports the table modules so their metadata is registered."""
     from bot import outbox as _outbox  # noqa: F401
+    from bot.actions import models as _action_models  # noqa: F401
     from bot.incidents import models as _incident_models  # noqa: F401
 
     SQLModel.metadata.create_all(engine)

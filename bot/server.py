@@ -10,20 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from bot import __version__, api, webhook
+from bot.actions.kubernetes import Workloads
+from bot.actions.policy import Policy
+from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
 from bot.db import create_db_engine, init_schema
+from bot.diagnostics import PrometheusMetrics
+from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
+from bot.runbooks import RunbookSet, load_verified_runbooks
 from bot.slack import app as slack_app
 from bot.slack.app import SlackApp, build_slack_app
 from bot.slack.channels import IncidentChannels
@@ -46,6 +54,12 @@ class Services:
     metrics: BotMetrics
     chat: SlackChat
     outbox: Outbox
+    runbooks: RunbookSet = field(default_factory=lambda: RunbookSet([]))
+    policy: Policy = field(default_factory=lambda: Policy.load(None))
+    prometheus: PrometheusMetrics | None = None
+    workloads: Workloads | None = None
+    silences: AlertmanagerSilences | None = None
+    enrichment: Enrichment = field(init=False)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
 
@@ -62,8 +76,31 @@ class Services:
         self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
 
 
+def load_runbooks(settings: Settings) -> RunbookSet:
+    """Invalid runbooks stop the start with their file:line errors; a missing folder is an
+    error only when it was configured (the default `runbooks` may simply not exist)."""
+    if not settings.runbooks_dir.is_dir() and "runbooks_dir" not in settings.model_fields_set:
+        logger.warning(
+            "no runbooks folder; incidents get no runbook", extra={"path": str(settings.runbooks_dir)}
+        )
+        return RunbookSet([])
+    return load_verified_runbooks(settings.runbooks_dir)
+
+
+def connect_workloads(settings: Settings) -> Workloads | None:
+    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; None (actions
+    off, said so when asked) when neither is there. No API call is made here."""
+    if settings.kubeconfig:
+        return Workloads.from_environment(settings.kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        return Workloads.from_environment()
+    return None
+
+
 async def build_services(settings: Settings) -> Services:
     router = Router.load(settings.routing_file, default_channel=settings.channel)
+    runbooks = load_runbooks(settings)
+    policy = Policy.load(settings.policy_file, dry_run=settings.dry_run)
     engine = create_db_engine(settings.database_url)
     init_schema(engine)
     metrics = BotMetrics()
@@ -78,8 +115,20 @@ async def build_services(settings: Settings) -> Services:
     outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
     metrics.watch_outbox(outbox.depth)
     services = Services(
-        settings=settings, engine=engine, router=router, metrics=metrics, chat=chat, outbox=outbox
+        settings=settings,
+        engine=engine,
+        router=router,
+        metrics=metrics,
+        chat=chat,
+        outbox=outbox,
+        runbooks=runbooks,
+        policy=policy,
+        prometheus=PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None,
+        workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
+        silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
     )
+    services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
+    outbox.handlers.update(services.enrichment.handlers())
     services.slack = build_slack_app(services)
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
@@ -106,6 +155,12 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             if services.slack is not None:
                 await services.slack.aclose()
             await services.chat.aclose()
+            if services.silences is not None:
+                await services.silences.aclose()
+            if services.prometheus is not None:
+                services.prometheus.close()
+            if services.workloads is not None:
+                services.workloads.close()
             services.engine.dispose()
             logger.info("incident-bot stopped")
 

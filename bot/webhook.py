@@ -127,7 +127,9 @@ def _intake(services: Services, webhook: AlertmanagerWebhook) -> IntakeResult:
     for attempt in range(INTAKE_ATTEMPTS):
         try:
             with transaction(services.engine) as session:
-                return apply_notification(session, webhook, router=services.router)
+                return apply_notification(
+                    session, webhook, router=services.router, on_open=services.enrichment.on_open
+                )
         except IntegrityError:
             if attempt == INTAKE_ATTEMPTS - 1:
                 raise

@@ -12,6 +12,7 @@ Grouping rules (one transaction, called by the webhook view):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
@@ -40,7 +41,15 @@ class IntakeResult:
         return f"INC-{self.incident_id}" if self.incident_id is not None else None
 
 
-def apply_notification(session: Session, webhook: AlertmanagerWebhook, *, router: Router) -> IntakeResult:
+OnOpen = Callable[[Session, Incident, dict[str, str]], int]
+
+
+def apply_notification(
+    session: Session, webhook: AlertmanagerWebhook, *, router: Router, on_open: OnOpen | None = None
+) -> IntakeResult:
+    """Apply one notification. `on_open(session, incident, labels)` runs in the same
+    transaction for a newly opened incident (runbook matching, enrichment jobs) and returns
+    how many jobs it queued."""
     digest = payload_digest(webhook)
     seen = session.exec(select(Notification).where(Notification.body_sha256 == digest)).first()
     if seen is not None:
@@ -72,6 +81,8 @@ def apply_notification(session: Session, webhook: AlertmanagerWebhook, *, router
         all_resolved = all(a.status == AlertStatus.RESOLVED for a in current)
         if result.opened:
             result.jobs += jobs.announce(session, incident)
+            if on_open is not None and fresh:
+                result.jobs += on_open(session, incident, dict(fresh[0].labels))
         elif fired or (resolved and not all_resolved):
             result.jobs += jobs.alerts_changed(session, incident, fired, resolved)
         if all_resolved:

@@ -155,7 +155,7 @@ async def _play(client: httpx.AsyncClient, slack: SlackStandIn, out: TextIO) -> 
     print("\n2. A second replica starts failing too: the alert group grows", file=out, flush=True)
     response = await client.post("/alertmanager", json=samples.vllm_latency("firing", replicas=2))
     print(f"   bot answered {response.status_code} {response.json()}", file=out, flush=True)
-    await _wait(lambda: len([c for c in slack.calls("chat.postMessage") if c.ok]) >= 2)
+    await _wait(lambda: _posted(slack, "alert firing"))
 
     print("\n3. Latency recovers: Alertmanager posts the resolution", file=out, flush=True)
     response = await client.post("/alertmanager", json=samples.vllm_latency("resolved", replicas=2))
@@ -170,8 +170,17 @@ async def _play(client: httpx.AsyncClient, slack: SlackStandIn, out: TextIO) -> 
         if time.monotonic() > deadline:
             raise TimeoutError("the incident did not resolve in time")
         await asyncio.sleep(0.1)
-    await _wait(lambda: len([c for c in slack.calls("chat.postMessage") if c.ok]) >= 3)
+    await _wait(lambda: _posted(slack, " resolved"))
     print("\nWhat #incidents looks like now:\n", file=out, flush=True)
+
+
+def _posted(slack: SlackStandIn, text: str) -> bool:
+    """Whether the bot has posted a message containing `text` in the incidents channel."""
+    return any(
+        text in message.text
+        for root in slack.messages(CHANNEL)
+        for message in (root, *slack.thread(CHANNEL, root.ts))
+    )
 
 
 def _instructions(base: str) -> str:

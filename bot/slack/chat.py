@@ -178,6 +178,53 @@ class SlackChat:
                 break
         return None
 
+    async def upload(
+        self,
+        channel: str,
+        thread_ts: str | None,
+        *,
+        content: bytes | str,
+        filename: str,
+        title: str,
+        initial_comment: str | None = None,
+        snippet_type: str | None = None,
+        alt_txt: str | None = None,
+    ) -> None:
+        """Share a file into a channel or thread (files_upload_v2: get an upload URL, send the
+        bytes, complete). Not idempotent: callers name files uniquely and check `has_file`
+        before retrying."""
+        kwargs: dict[str, Any] = {
+            "channel": channel,
+            "content": content,
+            "filename": filename,
+            "title": title,
+        }
+        for key, value in (
+            ("thread_ts", thread_ts),
+            ("initial_comment", initial_comment),
+            ("snippet_type", snippet_type),
+            ("alt_txt", alt_txt),
+        ):
+            if value:
+                kwargs[key] = value
+        async with self.pacer.slot(channel):
+            await self.call("files.upload_v2", channel, self.client.files_upload_v2, **kwargs)
+
+    async def has_file(self, channel: str, thread_ts: str, filename: str) -> bool:
+        """Whether a file of this name was already shared in the thread (an earlier attempt
+        that succeeded although its answer was lost)."""
+        response = await self.call(
+            "conversations.replies",
+            channel,
+            self.client.conversations_replies,
+            channel=channel,
+            ts=thread_ts,
+            limit=1000,
+        )
+        return any(
+            f.get("name") == filename for m in response.get("messages") or [] for f in m.get("files") or []
+        )
+
     async def permalink(self, channel: str, ts: str) -> str | None:
         try:
             response = await self.call(

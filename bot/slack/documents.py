@@ -50,35 +50,19 @@ class PostmortemPoster:
         if not (incident.channel and incident.slack_ts):
             return
         filename = f"{incident.key}-postmortem-draft-{job.id}.md"
-        if job.attempts > 1 and await self._already_posted(incident.channel, incident.slack_ts, filename):
+        if job.attempts > 1 and await self.chat.has_file(incident.channel, incident.slack_ts, filename):
             return
         requested = job.payload.get("requested_by")
         comment = f":memo: Postmortem draft for *{incident.key}*" + (
             f", asked for by <@{requested}>" if requested else ""
         )
         comment += ". Root cause, contributing factors and follow-ups are left for you to fill in."
-        await self.chat.call(
-            "files.upload_v2",
+        await self.chat.upload(
             incident.channel,
-            self.chat.client.files_upload_v2,
-            channel=incident.channel,
-            thread_ts=incident.slack_ts,
+            incident.slack_ts,
             content=markdown,
             filename=filename,
             title=f"{incident.key} postmortem draft",
             initial_comment=comment,
             snippet_type="markdown",
-        )
-
-    async def _already_posted(self, channel: str, thread_ts: str, filename: str) -> bool:
-        response = await self.chat.call(
-            "conversations.replies",
-            channel,
-            self.chat.client.conversations_replies,
-            channel=channel,
-            ts=thread_ts,
-            limit=1000,
-        )
-        return any(
-            f.get("name") == filename for m in response.get("messages") or [] for f in m.get("files") or []
         )

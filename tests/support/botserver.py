@@ -30,6 +30,11 @@ SIGNING_SECRET = "test-signing-secret"
 WEBHOOK_TOKEN = "am-webhook-secret"
 
 
+def _empty_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def make_settings(tmp_path: Path, slack_url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "slack_bot_token": SLACK_TOKEN,
@@ -38,7 +43,7 @@ def make_settings(tmp_path: Path, slack_url: str, **overrides: Any) -> Settings:
         "channel": "C0INCIDENTS",
         "database_url": f"sqlite:///{tmp_path / 'bot.db'}",
         "webhook_token": WEBHOOK_TOKEN,
-        "runbooks_dir": tmp_path / "no-runbooks",
+        "runbooks_dir": _empty_dir(tmp_path / "runbooks"),
         "slack_timeout": 3.0,
         "slack_post_interval": 0.0,
         "log_format": "text",

@@ -316,12 +316,15 @@ def _launch(
     build_argv: Callable[[int], list[str]],
     *,
     timeout: float,
+    port: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """Start `build_argv(port)` and wait for `GET /-/ready`; retry on a port clash."""
+    """Start `build_argv(port)` and wait for `GET /-/ready`; retry on a port clash (unless
+    the caller asked for one particular port)."""
     _register_atexit()
     log_path = workdir / f"{name}.log"
-    for _attempt in range(_PORT_ATTEMPTS):
-        port = free_port()
+    wanted = port
+    for _attempt in range(_PORT_ATTEMPTS if wanted is None else 1):
+        port = wanted if wanted is not None else free_port()
         argv = build_argv(port)
         with log_path.open("ab") as log:
             log.write(f"--- {' '.join(argv)}\n".encode())
@@ -543,6 +546,7 @@ def start_prometheus(
     timeout: float = START_TIMEOUT,
     wait_for_alertmanager: bool = True,
     backfill: str | None = None,
+    port: int | None = None,
 ) -> PrometheusServer:
     """Start Prometheus and wait until it is ready and, with `alertmanager_url` (unless
     `wait_for_alertmanager=False`), until it has discovered that Alertmanager (about 5s, see the
@@ -551,7 +555,8 @@ def start_prometheus(
 
     `backfill` is OpenMetrics text (samples with timestamps in seconds, ending in `# EOF`)
     written into the TSDB before start (`backfill_openmetrics`): history that cannot be
-    waited for, such as last week's values."""
+    waited for, such as last week's values. `port` asks for one particular port (a test that
+    starts Prometheus where the bot already expects it), with no retry on a clash."""
     binary = find_binary("prometheus")
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
@@ -596,7 +601,7 @@ def start_prometheus(
             *extra_args,
         ]
 
-    process, port, log_path = _launch("prometheus", workdir, argv, timeout=timeout)
+    process, port, log_path = _launch("prometheus", workdir, argv, timeout=timeout, port=port)
     server = PrometheusServer(
         name="prometheus",
         port=port,
