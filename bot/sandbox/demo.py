@@ -1,7 +1,8 @@
 """`incident-bot demo`: the real bot, locally, with nothing to set up.
 
 It runs the same server `serve` runs, on an embedded SQLite database, pointed at the local
-stand-in of the Slack Web API; Kubernetes actions are in dry-run. It plays a sample
+stand-ins of the Slack Web API and of the Kubernetes API (one vLLM deployment with a recent
+model rollout); actions are in dry-run. It plays a sample
 model-serving incident through the real webhook endpoint (a vLLM latency alert firing, then
 resolving) and prints what the bot posts to "Slack", live, as readable text. Then it keeps
 running so you can send your own alerts with curl, until Ctrl-C (or exits with `--once`).
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,6 +27,7 @@ import uvicorn
 
 from bot.config import Settings
 from bot.sandbox import samples
+from bot.sandbox.kube_api import KubeStandIn
 from bot.sandbox.slack_api import SlackStandIn
 from bot.sandbox.slack_models import RecordedCall
 from bot.sandbox.transcript import describe_call
@@ -57,7 +60,27 @@ def _shipped_runbooks() -> Path:
     return Path(__file__).resolve().parents[2] / "runbooks"
 
 
-def demo_settings(slack: SlackStandIn, workdir: Path) -> Settings:
+def seed_cluster(kube: KubeStandIn) -> None:
+    """The demo's model server: llama on vLLM, whose newest revision (a new fine-tune) went
+    out 25 minutes before the sample alert starts."""
+    now = datetime.now(UTC)
+    kube.add_deployment(
+        "llm-prod",
+        "vllm-llama",
+        image="vllm/vllm-openai:v0.6.3",
+        replicas=2,
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        model_version="v14",
+        change_cause="model v14: new fine-tune",
+        created_at=now - timedelta(minutes=29),
+        history=[
+            {"model_version": "v12", "created_at": now - timedelta(days=12)},
+            {"model_version": "v13", "created_at": now - timedelta(days=5)},
+        ],
+    )
+
+
+def demo_settings(slack: SlackStandIn, workdir: Path, kubeconfig: Path | None = None) -> Settings:
     return Settings(
         _env_file=None,
         slack_bot_token=slack.bot_token,
@@ -66,6 +89,7 @@ def demo_settings(slack: SlackStandIn, workdir: Path) -> Settings:
         channel=CHANNEL,
         database_url=f"sqlite:///{workdir / 'incident-bot-demo.db'}",
         runbooks_dir=_shipped_runbooks(),
+        kubeconfig=str(kubeconfig) if kubeconfig else None,
         dry_run=True,
         slack_post_interval=0.2,
         log_level="WARNING",
@@ -110,8 +134,9 @@ async def _wait(predicate: Callable[[], Any], seconds: float = 20.0) -> None:
 
 
 async def _demo(host: str, port: int, once: bool, workdir: Path, out: TextIO) -> int:
-    with SlackStandIn() as slack:
-        settings = demo_settings(slack, workdir)
+    with SlackStandIn() as slack, KubeStandIn() as kube:
+        seed_cluster(kube)
+        settings = demo_settings(slack, workdir, kube.write_kubeconfig(workdir / "kubeconfig"))
         app = create_app(settings)
         server = uvicorn.Server(
             uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
@@ -155,7 +180,7 @@ async def _play(client: httpx.AsyncClient, slack: SlackStandIn, out: TextIO) -> 
     print("\n2. A second replica starts failing too: the alert group grows", file=out, flush=True)
     response = await client.post("/alertmanager", json=samples.vllm_latency("firing", replicas=2))
     print(f"   bot answered {response.status_code} {response.json()}", file=out, flush=True)
-    await _wait(lambda: _posted(slack, "alert firing"))
+    await _wait(lambda: _posted(slack, "alert firing") and _posted(slack, "what changed"))
 
     print("\n3. Latency recovers: Alertmanager posts the resolution", file=out, flush=True)
     response = await client.post("/alertmanager", json=samples.vllm_latency("resolved", replicas=2))

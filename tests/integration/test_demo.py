@@ -34,6 +34,8 @@ def test_demo_plays_an_incident_and_prints_what_slack_would_show(tmp_path: Path)
     assert "=== #incidents (C0INCIDENTS) ===" in out
     assert "INC-1 · VLLMHighE2ELatency: p99 end-to-end latency above 2s" in out
     assert "INC-1 resolved" in out
+    assert "Runbook: vllm-latency" in out
+    assert "rolled out shortly before the alert" in out  # from the Kubernetes stand-in
     assert (tmp_path / "incident-bot-demo.db").exists()
 
 
