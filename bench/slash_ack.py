@@ -17,7 +17,6 @@ and the ingestion rate the bot sustained meanwhile.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import threading
@@ -27,24 +26,11 @@ from pathlib import Path
 
 import httpx
 
+from bench.stats import describe
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import make_settings, run_bot, wait_until
 from tests.support.payloads import alert, notification
 from tests.support.slack_requests import ALICE, BOB, sign, slash_command_body
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def describe(name: str, seconds: Sequence[float]) -> str:
-    ms = [v * 1000 for v in seconds]
-    return (
-        f"{name:<22} n={len(ms):<4} median={statistics.median(ms):7.1f} ms  "
-        f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms):7.1f} ms"
-    )
 
 
 class Ingester(threading.Thread):

@@ -15,7 +15,6 @@ design); routing spreads real incidents over channels.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -23,23 +22,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.stats import describe
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import make_settings, run_bot, wait_until
 from tests.support.payloads import alert, notification
-
-
-def percentile(values: Sequence[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def describe(name: str, latencies: Sequence[float]) -> str:
-    ms = [v * 1000 for v in latencies]
-    return (
-        f"{name:<11} n={len(ms):<4} median={statistics.median(ms):7.1f} ms  "
-        f"p99={percentile(ms, 0.99):7.1f} ms  max={max(ms):7.1f} ms"
-    )
 
 
 def first_post_times(slack: SlackStandIn) -> dict[str, float]:

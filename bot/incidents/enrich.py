@@ -149,13 +149,6 @@ class Enrichment:
         return 1 if job is not None else 0
 
     # ------------------------------------------------------------------ shared
-    def _load(self, incident_id: int | None) -> tuple[Incident, list[Alert]]:
-        if incident_id is None:
-            raise NotFound("job has no incident")
-        with transaction(self.engine) as session:
-            incident = store.get_incident(session, incident_id)
-            assert incident.id is not None
-            return incident, list(store.alerts_of(session, incident.id))
 
     def _render(self, incident: Incident, alerts: Sequence[Alert]) -> RenderedRunbook | None:
         runbook = self.runbooks.get(incident.runbook_name) if incident.runbook_name else None
@@ -196,7 +189,9 @@ class Enrichment:
 
     # ------------------------------------------------------------------ runbook
     async def post_runbook(self, job: ClaimedJob) -> None:
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         if not (incident.channel and incident.slack_ts):
             return
         try:
@@ -236,7 +231,9 @@ class Enrichment:
     async def run_diagnostics(self, job: ClaimedJob) -> None:
         if self.metrics is None:
             return
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         if not (incident.channel and incident.slack_ts):
             return
         try:
@@ -327,7 +324,9 @@ class Enrichment:
     async def what_changed(self, job: ClaimedJob) -> None:
         if self.workloads is None:
             return
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         if not (incident.channel and incident.slack_ts):
             return
         labels = runbook_context(incident, alerts).alert.labels

@@ -10,9 +10,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.db import utcnow
+from bot.db import transaction, utcnow
 from bot.errors import NotFound
 from bot.incidents.models import (
     Alert,
@@ -34,6 +35,7 @@ __all__ = [
     "find_open",
     "get_incident",
     "list_incidents",
+    "load_with_alerts",
     "open_key",
     "parse_incident_ref",
     "timeline_of",
@@ -65,6 +67,17 @@ def get_incident(session: Session, ref: str | int, *, for_update: bool = False) 
     if incident is None:
         raise NotFound(f"incident INC-{number} does not exist")
     return incident
+
+
+def load_with_alerts(engine: Engine, incident_id: int | None) -> tuple[Incident, list[Alert]]:
+    """The incident and its alerts, read in a transaction of their own: what every outbox
+    handler starts from (blocking; call it in a worker thread)."""
+    if incident_id is None:
+        raise NotFound("job has no incident")
+    with transaction(engine) as session:
+        incident = get_incident(session, incident_id)
+        assert incident.id is not None
+        return incident, list(alerts_of(session, incident.id))
 
 
 def find_open(session: Session, receiver: str, group_key: str) -> Incident | None:

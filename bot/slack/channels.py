@@ -24,7 +24,7 @@ from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import Engine
 
 from bot.db import transaction
-from bot.errors import NotFound, PermanentUpstreamError
+from bot.errors import PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident, IncidentStatus
 from bot.outbox import ClaimedJob, Handler
@@ -84,16 +84,10 @@ class IncidentChannels:
     def handlers(self) -> dict[str, Handler]:
         return {jobs.INCIDENT_CHANNEL: self.run}
 
-    def _load(self, incident_id: int | None) -> tuple[Incident, list[Alert]]:
-        if incident_id is None:
-            raise NotFound("job has no incident")
-        with transaction(self.engine) as session:
-            incident = store.get_incident(session, incident_id)
-            assert incident.id is not None
-            return incident, list(store.alerts_of(session, incident.id))
-
     async def run(self, job: ClaimedJob) -> None:
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         route = self.router.route(incident.common_labels)
         existed = incident.incident_channel is not None
         if not existed:

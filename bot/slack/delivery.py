@@ -17,7 +17,7 @@ import anyio
 from sqlalchemy.engine import Engine
 
 from bot.db import transaction
-from bot.errors import ConfigError, NotFound, PermanentUpstreamError
+from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
 from bot.outbox import ClaimedJob, Handler, fail_waiting_for_root
@@ -43,20 +43,14 @@ class SlackDelivery:
     def handlers(self) -> dict[str, Handler]:
         return {jobs.POST_ROOT: self.post_root, jobs.UPDATE_ROOT: self.update_root, jobs.REPLY: self.reply}
 
-    def _load(self, incident_id: int | None) -> tuple[Incident, Sequence[Alert]]:
-        if incident_id is None:
-            raise NotFound("job has no incident")
-        with transaction(self.engine) as session:
-            incident = store.get_incident(session, incident_id)
-            assert incident.id is not None
-            return incident, store.alerts_of(session, incident.id)
-
     def render_root(self, incident: Incident, alerts: Sequence[Alert]) -> blocks.Message:
         console = f"{self.public_url.rstrip('/')}/incidents/{incident.id}" if self.public_url else None
         return blocks.root_message(incident, alerts, interactive=self.interactive, console_url=console)
 
     async def post_root(self, job: ClaimedJob) -> None:
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         if incident.slack_ts:
             return
         if not incident.channel:
@@ -99,13 +93,15 @@ class SlackDelivery:
                 fail_waiting_for_root(session, incident_id, f"the root message could not be posted: {error}")
 
     async def update_root(self, job: ClaimedJob) -> None:
-        incident, alerts = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
         if not (incident.channel and incident.slack_ts):
             return
         await self.chat.update(incident.channel, incident.slack_ts, self.render_root(incident, alerts))
 
     async def reply(self, job: ClaimedJob) -> None:
-        incident, _ = await anyio.to_thread.run_sync(self._load, job.incident_id)
+        incident, _ = await anyio.to_thread.run_sync(store.load_with_alerts, self.engine, job.incident_id)
         if not (incident.channel and incident.slack_ts):
             return
         marker = {"incident": incident.key, "job": job.id}
