@@ -97,10 +97,27 @@ def connect_workloads(settings: Settings) -> Workloads | None:
     return None
 
 
-async def build_services(settings: Settings) -> Services:
-    router = Router.load(settings.routing_file, default_channel=settings.channel)
-    runbooks = load_runbooks(settings)
-    policy = Policy.load(settings.policy_file, dry_run=settings.dry_run)
+@dataclass(frozen=True)
+class BotConfig:
+    """The files the bot is configured with, loaded and validated before anything starts,
+    so an invalid routing file, runbook or policy stops `serve` with its file:line errors
+    instead of a failed startup halfway through."""
+
+    router: Router
+    runbooks: RunbookSet
+    policy: Policy
+
+    @classmethod
+    def load(cls, settings: Settings) -> BotConfig:
+        return cls(
+            router=Router.load(settings.routing_file, default_channel=settings.channel),
+            runbooks=load_runbooks(settings),
+            policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
+        )
+
+
+async def build_services(settings: Settings, config: BotConfig) -> Services:
+    router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
     init_schema(engine)
     metrics = BotMetrics()
@@ -137,9 +154,13 @@ async def build_services(settings: Settings) -> Services:
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
+    """Raises ConfigError (with every file:line problem) for invalid configuration files;
+    everything with a connection or a thread is built in the lifespan."""
+    config = BotConfig.load(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings)
+        services = await build_services(settings, config)
         app.state.services = services
         if run_workers:
             services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
