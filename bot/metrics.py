@@ -69,6 +69,13 @@ class BotMetrics:
             ["kind", "outcome"],
             registry=r,
         )
+        self.actions = Counter(
+            "incident_bot_actions",
+            "Remediation actions requested from Slack, by kind and outcome "
+            "(succeeded, failed, refused, dry_run, cancelled, expired)",
+            ["kind", "outcome"],
+            registry=r,
+        )
         self.time_to_ack = Histogram(
             "incident_bot_time_to_acknowledge_seconds",
             "From incident start to first acknowledgement",
@@ -94,3 +101,6 @@ class BotMetrics:
 
     def job_result(self, kind: str, outcome: str) -> None:
         self.jobs.labels(kind, outcome).inc()
+
+    def action_outcome(self, kind: str, outcome: str) -> None:
+        self.actions.labels(kind, outcome).inc()

@@ -14,12 +14,16 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
 from bot import __version__, api, webhook
+from bot.actions.executor import ActionExecutor
+from bot.actions.flows import ActionFlows
+from bot.actions.groups import UserGroups
 from bot.actions.kubernetes import Workloads
 from bot.actions.policy import Policy
 from bot.actions.silences import AlertmanagerSilences
@@ -33,6 +37,7 @@ from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
 from bot.slack import app as slack_app
+from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
 from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
@@ -60,6 +65,7 @@ class Services:
     workloads: Workloads | None = None
     silences: AlertmanagerSilences | None = None
     enrichment: Enrichment = field(init=False)
+    actions: ActionFlows | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
 
@@ -146,7 +152,29 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     )
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
+    services.actions = ActionFlows(
+        engine=engine,
+        policy=policy,
+        groups=UserGroups(chat, policy.usergroups()),
+        metrics=metrics,
+        wake=outbox.wake,
+        workloads=services.workloads,
+        silences=services.silences,
+    )
+    executor = ActionExecutor(
+        engine=engine,
+        chat=chat,
+        metrics=metrics,
+        wake=outbox.wake,
+        runbooks=runbooks,
+        workloads=services.workloads,
+        silences=services.silences,
+        prometheus=services.prometheus,
+        verify_window=timedelta(seconds=settings.verify_seconds),
+    )
+    outbox.handlers.update(executor.handlers())
     services.slack = build_slack_app(services)
+    register_action_listeners(services.slack, services.actions)
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())

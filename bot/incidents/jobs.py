@@ -8,6 +8,8 @@ Kinds and lanes:
 - `slack.postmortem`  lane slack, priority 4: the postmortem draft as a Markdown file in the thread.
 - `slack.incident_channel` lane channel, priority 3: a channel of its own for an incident whose
   route asks for one (bot/slack/channels.py decides, from the route and current severity).
+- `silences.expire` lane silences, priority 3: the incident resolved; end the silences the bot
+  made for it (bot/actions/executor.py), so its alerts notify again if they come back.
 Thread jobs wait for the root message (`needs_root`), and the lane keeps them in order.
 """
 
@@ -17,11 +19,13 @@ from collections.abc import Sequence
 
 from sqlmodel import Session, select
 
-from bot.incidents.models import Alert, Incident, TimelineEvent
+from bot.actions.models import ActionRecord, ActionStatus
+from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
 from bot.outbox import enqueue
 from bot.slack import blocks
 
 __all__ = [
+    "EXPIRE_SILENCES",
     "INCIDENT_CHANNEL",
     "POSTMORTEM",
     "POST_ROOT",
@@ -30,6 +34,7 @@ __all__ = [
     "alerts_changed",
     "announce",
     "changed",
+    "expire_silences",
     "incident_channel",
     "postmortem",
     "reply",
@@ -42,6 +47,7 @@ UPDATE_ROOT = "slack.update_root"
 REPLY = "slack.reply"
 POSTMORTEM = "slack.postmortem"
 INCIDENT_CHANNEL = "slack.incident_channel"
+EXPIRE_SILENCES = "silences.expire"
 
 
 def announce(session: Session, incident: Incident) -> int:
@@ -76,8 +82,12 @@ def incident_channel(session: Session, incident: Incident) -> int:
 
 
 def changed(session: Session, incident: Incident, message: blocks.Message) -> int:
-    """A responder changed the incident: re-render the root and tell the thread."""
-    return update_root(session, incident) + reply(session, incident, message)
+    """A responder changed the incident: re-render the root and tell the thread (and, when the
+    change resolved it, end its silences)."""
+    count = update_root(session, incident) + reply(session, incident, message)
+    if incident.status == IncidentStatus.RESOLVED:
+        count += expire_silences(session, incident)
+    return count
 
 
 def postmortem(session: Session, incident: Incident, *, requested_by: str | None) -> int:
@@ -121,8 +131,37 @@ def alerts_changed(
 
 
 def resolved(session: Session, incident: Incident) -> int:
-    return update_root(session, incident) + reply(
-        session,
-        incident,
-        blocks.incident_resolved_message(incident, by=incident.resolved_by, reason=incident.resolve_reason),
+    return (
+        update_root(session, incident)
+        + reply(
+            session,
+            incident,
+            blocks.incident_resolved_message(
+                incident, by=incident.resolved_by, reason=incident.resolve_reason
+            ),
+        )
+        + expire_silences(session, incident)
     )
+
+
+def expire_silences(session: Session, incident: Incident) -> int:
+    """When the incident has silences the bot made, queue ending them (once per resolution)."""
+    has_silences = session.exec(
+        select(ActionRecord.id).where(
+            ActionRecord.incident_id == incident.id,
+            ActionRecord.kind == "silence",
+            ActionRecord.status == ActionStatus.SUCCEEDED.value,
+        )
+    ).first()
+    if has_silences is None:
+        return 0
+    stamp = incident.resolved_at.isoformat() if incident.resolved_at else "open"
+    job = enqueue(
+        session,
+        EXPIRE_SILENCES,
+        incident_id=incident.id,
+        lane="silences",
+        priority=3,
+        dedupe_key=f"{EXPIRE_SILENCES}:{incident.id}:{stamp}",
+    )
+    return 1 if job is not None else 0

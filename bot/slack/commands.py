@@ -15,27 +15,38 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from bot.actions.registry import parse_params
+from bot.actions.silences import parse_duration
 from bot.errors import PayloadError
 from bot.incidents.models import Severity
 from bot.slack.mrkdwn import escape
 
 __all__ = [
+    "ROLLBACK_USAGE",
+    "SCALE_USAGE",
     "USAGE",
     "Ack",
     "Assign",
     "Command",
     "Help",
     "ListOpen",
+    "ListSilences",
     "Note",
     "Postmortem",
     "Resolve",
+    "Rollback",
+    "Scale",
     "SetSeverity",
     "Show",
+    "Silence",
     "Sub",
     "Timeline",
+    "Unsilence",
     "UsageError",
     "parse",
     "parse_incident_id",
+    "parse_rollback",
+    "parse_scale",
     "parse_user",
     "unescape",
 ]
@@ -54,6 +65,9 @@ class Sub(StrEnum):
     NOTE = "note"
     TIMELINE = "timeline"
     POSTMORTEM = "postmortem"
+    SILENCE = "silence"
+    SILENCES = "silences"
+    UNSILENCE = "unsilence"
 
 
 SYNTAX: dict[Sub, tuple[str, str]] = {
@@ -67,14 +81,34 @@ SYNTAX: dict[Sub, tuple[str, str]] = {
     Sub.NOTE: ("note ID text", "add a note to the timeline"),
     Sub.TIMELINE: ("timeline ID", "everything that happened, with time and who"),
     Sub.POSTMORTEM: ("postmortem ID", "post a Markdown postmortem draft in the incident thread"),
+    Sub.SILENCE: ("silence ID DURATION reason", "silence the incident's alerts in Alertmanager, e.g. 2h"),
+    Sub.SILENCES: ("silences ID", "the active silences of the incident's alerts"),
+    Sub.UNSILENCE: ("unsilence ID SILENCE_ID", "end one of those silences now"),
 }
-ALIASES: dict[str, Sub] = {"acknowledge": Sub.ACK, "ls": Sub.LIST, "sev": Sub.SEVERITY}
+ALIASES: dict[str, Sub] = {
+    "acknowledge": Sub.ACK,
+    "ls": Sub.LIST,
+    "sev": Sub.SEVERITY,
+    "mute": Sub.SILENCE,
+    "unmute": Sub.UNSILENCE,
+}
 
 USAGE = "Usage: `/incident <subcommand>`. IDs look like `INC-42` (or just `42`).\n" + "\n".join(
     f"• `/incident {syntax}`: {meaning}" for syntax, meaning in SYNTAX.values()
 )
 
+ROLLBACK_USAGE = (
+    "Usage: `/rollback <namespace>/<deployment> [revision] [--dry-run]`, e.g. "
+    "`/rollback llm-prod/vllm-llama` (the previous revision, like `kubectl rollout undo`) or "
+    "`/rollback llm-prod/vllm-llama 12`."
+)
+SCALE_USAGE = (
+    "Usage: `/scale <namespace>/<deployment> <replicas> [--dry-run]`, e.g. `/scale llm-prod/vllm-llama 4`."
+)
+DRY_RUN_FLAGS = frozenset({"--dry-run", "dry-run", "--dry_run", "dryrun"})
+
 _ID = re.compile(r"^(?:#|INC-?)?(\d{1,12})$", re.IGNORECASE)
+_TARGET = re.compile(r"^([^/\s]+)/([^/\s]+)$")
 _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|([^>]*))?>$")
 _RAW_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
@@ -142,10 +176,62 @@ class Postmortem:
     incident_id: int
 
 
-Command = Help | ListOpen | Show | Ack | Resolve | Assign | SetSeverity | Note | Timeline | Postmortem
+@dataclass(frozen=True)
+class Silence:
+    incident_id: int
+    duration_seconds: int
+    duration: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ListSilences:
+    incident_id: int
+
+
+@dataclass(frozen=True)
+class Unsilence:
+    incident_id: int
+    silence_id: str
+
+
+Command = (
+    Help
+    | ListOpen
+    | Show
+    | Ack
+    | Resolve
+    | Assign
+    | SetSeverity
+    | Note
+    | Timeline
+    | Postmortem
+    | Silence
+    | ListSilences
+    | Unsilence
+)
+
+
+@dataclass(frozen=True)
+class Rollback:
+    """`/rollback ns/deploy [revision]`: revision None is the previous one."""
+
+    namespace: str
+    deployment: str
+    revision: int | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Scale:
+    namespace: str
+    deployment: str
+    replicas: int
+    dry_run: bool = False
+
 
 # Commands that change an incident (and so are deduplicated and recorded on the timeline).
-MUTATING = (Ack, Resolve, Assign, SetSeverity, Note)
+MUTATING = (Ack, Resolve, Assign, SetSeverity, Note, Silence, Unsilence)
 
 
 def unescape(text: str) -> str:
@@ -209,6 +295,8 @@ def parse(text: str) -> Command:
     incident_id = parse_incident_id(args[0], sub)
     tail = args[1].strip() if len(args) > 1 else ""
 
+    if sub in (Sub.SILENCE, Sub.SILENCES, Sub.UNSILENCE):
+        return _silence_command(sub, incident_id, tail)
     if sub in (Sub.SHOW, Sub.ACK, Sub.TIMELINE, Sub.POSTMORTEM):
         if tail:
             raise UsageError(f"`{sub.value}` takes only an incident ID.", usage=usage_of(sub))
@@ -238,6 +326,108 @@ def parse(text: str) -> Command:
     if not tail:
         raise UsageError("`note` needs some text to add.", usage=usage_of(sub))
     return Note(incident_id, _free_text(tail, sub))
+
+
+_SILENCE_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _silence_command(sub: Sub, incident_id: int, tail: str) -> Silence | ListSilences | Unsilence:
+    if sub is Sub.SILENCES:
+        if tail:
+            raise UsageError("`silences` takes only an incident ID.", usage=usage_of(sub))
+        return ListSilences(incident_id)
+    if sub is Sub.UNSILENCE:
+        words = tail.split()
+        if len(words) != 1:
+            raise UsageError(
+                "`unsilence` needs the ID of one silence (see `/incident silences ID`).", usage=usage_of(sub)
+            )
+        if not _SILENCE_ID.match(words[0]):
+            raise UsageError(
+                f"`{_quote(words[0])}` is not a silence ID; Alertmanager's IDs look like "
+                "`2f5c7a4e-1b3d-4e8f-9a6b-0c1d2e3f4a5b`.",
+                usage=usage_of(sub),
+            )
+        return Unsilence(incident_id, words[0].lower())
+    parts = tail.split(None, 1)
+    if not parts:
+        raise UsageError(
+            "`silence` needs a duration and a reason, e.g. `2h deploy in progress`.", usage=usage_of(sub)
+        )
+    try:
+        length = parse_duration(parts[0])
+    except PayloadError as exc:
+        raise UsageError(
+            exc.message.replace(f"{parts[0]!r}", f"`{_quote(parts[0])}`"), usage=usage_of(sub)
+        ) from None
+    if len(parts) < 2 or not parts[1].strip():
+        raise UsageError(
+            "`silence` needs a reason after the duration: Alertmanager keeps it with the silence, "
+            "e.g. `/incident silence INC-42 2h rollout in progress`.",
+            usage=usage_of(sub),
+        )
+    return Silence(incident_id, int(length.total_seconds()), parts[0].lower(), _free_text(parts[1], sub))
+
+
+def _flags(words: list[str]) -> tuple[list[str], bool]:
+    dry_run = any(w.lower() in DRY_RUN_FLAGS for w in words)
+    return [w for w in words if w.lower() not in DRY_RUN_FLAGS], dry_run
+
+
+def _target(token: str, usage: str) -> tuple[str, str]:
+    match = _TARGET.match(unescape(token))
+    if match is None:
+        raise UsageError(f"`{_quote(token)}` is not `<namespace>/<deployment>`.", usage=usage)
+    return match.group(1), match.group(2)
+
+
+def _check(kind: str, values: dict[str, object], usage: str) -> None:
+    try:
+        parse_params(kind, values)
+    except PayloadError as exc:
+        text = exc.message.replace("bad ", "", 1)
+        raise UsageError(text[:1].upper() + text[1:] + ".", usage=usage) from None
+
+
+def parse_rollback(text: str) -> Rollback:
+    """`/rollback` text: `<namespace>/<deployment> [revision] [--dry-run]`."""
+    words, dry_run = _flags(text.split())
+    if not words or len(words) > 2:
+        problem = "`/rollback` needs a deployment" if not words else "`/rollback` takes at most a revision"
+        raise UsageError(f"{problem}.", usage=ROLLBACK_USAGE)
+    namespace, deployment = _target(words[0], ROLLBACK_USAGE)
+    revision = None
+    if len(words) == 2:
+        if not words[1].isdigit() or int(words[1]) < 1:
+            raise UsageError(
+                f"`{_quote(words[1])}` is not a revision number (see `kubectl rollout history`).",
+                usage=ROLLBACK_USAGE,
+            )
+        revision = int(words[1])
+    _check(
+        "rollback", {"namespace": namespace, "deployment": deployment, "revision": revision}, ROLLBACK_USAGE
+    )
+    return Rollback(namespace, deployment, revision, dry_run)
+
+
+def parse_scale(text: str) -> Scale:
+    """`/scale` text: `<namespace>/<deployment> <replicas> [--dry-run]`."""
+    words, dry_run = _flags(text.split())
+    if len(words) != 2:
+        problem = (
+            "`/scale` needs a deployment and a replica count"
+            if len(words) < 2
+            else "`/scale` takes two arguments"
+        )
+        raise UsageError(f"{problem}.", usage=SCALE_USAGE)
+    namespace, deployment = _target(words[0], SCALE_USAGE)
+    if not words[1].isdigit():
+        raise UsageError(
+            f"`{_quote(words[1])}` is not a replica count (a whole number, 0 or more).", usage=SCALE_USAGE
+        )
+    replicas = int(words[1])
+    _check("scale", {"namespace": namespace, "deployment": deployment, "replicas": replicas}, SCALE_USAGE)
+    return Scale(namespace, deployment, replicas, dry_run)
 
 
 def _free_text(text: str, sub: Sub) -> str:

@@ -14,9 +14,9 @@ Errors are not handled here: NotFound, Conflict and PayloadError propagate to th
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from bot.db import transaction
-from bot.errors import PayloadError
+from bot.errors import ConfigError, PayloadError
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor, Outcome
 from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
@@ -35,9 +35,10 @@ from bot.slack.blocks import ActionId, Message
 from bot.slack.home import HOME_LIMIT, home_view, incident_modal
 
 if TYPE_CHECKING:
+    from bot.actions.flows import ActionFlows
     from bot.server import Services
 
-__all__ = ["Invocation", "Respond", "SlackFlows"]
+__all__ = ["Answer", "Invocation", "Respond", "SlackFlows", "answer_via"]
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,17 @@ class SlackFlows:
                 )
             case commands.Note(incident_id, text):
                 await self._change(who, respond, lambda s: lifecycle.add_note(s, incident_id, who.user, text))
+            case commands.Silence(incident_id, seconds, duration, reason):
+                await self._actions().silence(incident_id, seconds, duration, reason, who, _answer(respond))
+            case commands.ListSilences(incident_id):
+                await self._actions().list_silences(incident_id, _answer(respond))
+            case commands.Unsilence(incident_id, silence_id):
+                await self._actions().unsilence(incident_id, silence_id, who, _answer(respond))
+
+    def _actions(self) -> ActionFlows:
+        if self.services.actions is None:
+            raise ConfigError("remediation actions are not set up in this bot")
+        return self.services.actions
 
     async def _postmortem(self, incident_id: int, who: Invocation, respond: Respond) -> None:
         def enqueue(session: Session) -> Incident | None:
@@ -245,6 +257,40 @@ class SlackFlows:
             user = response.get("user") or {}
             return str(user.get("name") or "") or None
         return None
+
+
+def _answer(respond: Respond) -> Answer | None:
+    return answer_via(respond, response_url=respond.response_url)
+
+
+class Answer(Protocol):
+    """Tell the person who clicked or typed (ephemeral); `replace` replaces the message they
+    clicked on (a confirmation, an approval request) instead of adding one."""
+
+    async def __call__(self, message: Message, *, replace: bool = False) -> None: ...
+
+
+def answer_via(
+    respond: Callable[..., Awaitable[Any]] | None, *, response_url: str | None = None
+) -> Answer | None:
+    """An `Answer` that posts to a request's response_url through `respond` (Bolt's, or any
+    function taking Slack's response_url fields). A lost answer is logged, never raised: the
+    change it reports is already committed."""
+    if respond is None or not response_url:
+        return None
+
+    async def answer(message: Message, *, replace: bool = False) -> None:
+        try:
+            await respond(
+                text=message["text"],
+                blocks=message.get("blocks"),
+                response_type="ephemeral",
+                replace_original=replace,
+            )
+        except Exception as exc:
+            logger.warning("could not answer through response_url", extra={"error": repr(exc)})
+
+    return answer
 
 
 def _button_incident(value: str) -> int:

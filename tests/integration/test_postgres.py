@@ -109,3 +109,14 @@ def test_replicas_share_the_outbox_without_posting_twice(
         wait_until(lambda: len(roots(slack)) == 10, timeout=60, message="ten incidents posted")
         wait_until(lambda: all(i["ts"] for i in first.incidents()), timeout=30, message="every ts stored")
     assert len(roots(slack)) == 10
+
+
+def test_migrations_build_the_models_schema_on_postgres(database_url: str) -> None:
+    from bot.db import create_db_engine, init_schema
+    from tests.unit.test_migrations import schema_drift
+
+    engine = create_db_engine(database_url)
+    init_schema(engine)
+    init_schema(engine)  # a second replica starting: nothing to do
+    assert schema_drift(engine) == []
+    engine.dispose()

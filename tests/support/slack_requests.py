@@ -38,6 +38,7 @@ __all__ = [
     "Sent",
     "SlackSender",
     "block_actions_body",
+    "ephemeral_block_actions_body",
     "event_body",
     "sign",
     "slash_command_body",
@@ -198,6 +199,44 @@ def block_actions_body(
     return "payload=" + quote(json.dumps(payload))
 
 
+def ephemeral_block_actions_body(
+    action_id: str,
+    blocks: list[dict[str, Any]],
+    *,
+    user: Person,
+    trigger_id: str,
+    action_ts: str,
+    channel: tuple[str, str],
+    response_url: str,
+    message_ts: str,
+) -> str:
+    """A click on a button of an ephemeral message (a bot's answer only the clicker sees): the
+    shape of `slack_block_actions_button_ephemeral_message_bolt_python.json`, which has no
+    `message`, only a container marked `is_ephemeral`."""
+    block_id, element = find_button(blocks, action_id)
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": TEAM_ID},
+        "api_app_id": APP_ID,
+        "token": "verification_token",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel[0],
+            "is_ephemeral": True,
+        },
+        "trigger_id": trigger_id,
+        "team": {"id": TEAM_ID, "domain": TEAM_DOMAIN},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel[0], "name": channel[1]},
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [_action(block_id, element, action_ts)],
+    }
+    return "payload=" + quote(json.dumps(payload))
+
+
 def event_body(event: dict[str, Any], *, event_id: str | None = None) -> str:
     now = int(time.time())
     return json.dumps(
@@ -275,6 +314,7 @@ class SlackSender:
         *,
         user: Person = ALICE,
         channel: tuple[str, str] = ("C0INCIDENTS", "incidents"),
+        command: str = "/incident",
         **post: Any,
     ) -> Sent:
         name = f"cmd-{secrets.token_hex(6)}"
@@ -286,6 +326,7 @@ class SlackSender:
             channel_name=channel[1],
             response_url=response_url,
             trigger_id=self.slack.trigger_id(),
+            command=command,
         )
         return Sent(body, FORM, self.post(body, **post), name)
 
@@ -308,6 +349,30 @@ class SlackSender:
             message=message,
             channel=channel,
             response_url=response_url,
+        )
+        return Sent(body, FORM, self.post(body, **post), name)
+
+    def click_in_answer(
+        self,
+        action_id: str,
+        answer: ResponsePost,
+        *,
+        user: Person = ALICE,
+        channel: tuple[str, str] = ("C0INCIDENTS", "incidents"),
+        **post: Any,
+    ) -> Sent:
+        """Click a button in an ephemeral answer the bot posted to a response_url."""
+        name = f"click-{secrets.token_hex(6)}"
+        response_url = self.slack.response_url(name, channel=channel[0], user=user.id)
+        body = ephemeral_block_actions_body(
+            action_id,
+            list(answer.body.get("blocks") or []),
+            user=user,
+            trigger_id=self.slack.trigger_id(),
+            action_ts=self._action_ts(),
+            channel=channel,
+            response_url=response_url,
+            message_ts=f"{answer.at:.6f}",
         )
         return Sent(body, FORM, self.post(body, **post), name)
 

@@ -1,0 +1,1 @@
+"""Alembic migrations for the bot's schema; run at start by `bot.db.migrate()`."""

@@ -1,0 +1,156 @@
+"""Bolt listeners for remediation: `/rollback`, `/scale`, the runbook buttons on incidents, and
+the Confirm / Cancel / Approve / Reject buttons on action messages.
+
+Thin, like every listener (STYLE.md 8): parse what can be parsed without I/O (a typo in a
+command is answered in the ack itself), `ack()`, then one call into `ActionFlows` through
+`after_ack`, which turns any failure into a message where the person is (and keeps Bolt from
+resetting the ack when a flow raises). Buttons carry only an action record's id.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
+
+from bot.actions.flows import ActionFlows
+from bot.incidents.lifecycle import Actor
+from bot.slack import commands, replies
+from bot.slack.action_blocks import ActionButton
+from bot.slack.app import SlackApp, after_ack, request_key
+from bot.slack.blocks import ActionId
+from bot.slack.flows import Answer, Invocation, answer_via
+
+__all__ = ["ROLLBACK_COMMAND", "RUNBOOK_BUTTONS", "SCALE_COMMAND", "register_action_listeners"]
+
+ROLLBACK_COMMAND = "/rollback"
+SCALE_COMMAND = "/scale"
+RUNBOOK_BUTTONS = re.compile(rf"^{re.escape(ActionId.RUNBOOK_ACTION.value)}:\d+$")
+
+
+def _command_invocation(command: dict[str, Any]) -> Invocation:
+    actor = Actor(str(command.get("user_id") or ""), command.get("user_name") or None)
+    return Invocation(actor, command.get("channel_id"), request_key(command) or "command:?")
+
+
+def _click_invocation(body: dict[str, Any]) -> Invocation:
+    user = body.get("user") or {}
+    actor = Actor(str(user.get("id") or ""), user.get("username") or user.get("name") or None)
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    return Invocation(actor, channel, request_key(body) or "action:?")
+
+
+def _answer(respond: AsyncRespond | None) -> Answer | None:
+    return answer_via(respond, response_url=respond.response_url if respond is not None else None)
+
+
+def _usage(exc: commands.UsageError) -> dict[str, Any]:
+    message = replies.usage_message(exc.message, exc.usage)
+    return {"text": message["text"], "blocks": message.get("blocks")}
+
+
+def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
+    bolt = slack.bolt
+
+    @bolt.command(ROLLBACK_COMMAND)
+    async def rollback_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        try:
+            parsed = commands.parse_rollback(str(command.get("text") or ""))
+        except commands.UsageError as exc:
+            await ack(**_usage(exc))
+            return
+        await ack()
+        work = flows.request(
+            "rollback",
+            {"namespace": parsed.namespace, "deployment": parsed.deployment, "revision": parsed.revision},
+            _command_invocation(command),
+            _answer(respond),
+            find_incident=True,
+            source=ROLLBACK_COMMAND,
+            dry_run=parsed.dry_run,
+        )
+        await after_ack(work, command, context, respond)
+
+    @bolt.command(SCALE_COMMAND)
+    async def scale_command(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        try:
+            parsed = commands.parse_scale(str(command.get("text") or ""))
+        except commands.UsageError as exc:
+            await ack(**_usage(exc))
+            return
+        await ack()
+        work = flows.request(
+            "scale",
+            {"namespace": parsed.namespace, "deployment": parsed.deployment, "replicas": parsed.replicas},
+            _command_invocation(command),
+            _answer(respond),
+            find_incident=True,
+            source=SCALE_COMMAND,
+            dry_run=parsed.dry_run,
+        )
+        await after_ack(work, command, context, respond)
+
+    @bolt.action(RUNBOOK_BUTTONS)
+    async def runbook_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        work = flows.offer_clicked(str(action.get("value")), _click_invocation(body), _answer(respond))
+        await after_ack(work, body, context, respond)
+
+    @bolt.action(ActionButton.CONFIRM.value)
+    async def confirm_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        work = flows.confirm(str(action.get("value")), _click_invocation(body), _answer(respond))
+        await after_ack(work, body, context, respond)
+
+    @bolt.action(ActionButton.CANCEL.value)
+    async def cancel_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        work = flows.cancel(str(action.get("value")), _click_invocation(body), _answer(respond))
+        await after_ack(work, body, context, respond)
+
+    @bolt.action(ActionButton.APPROVE.value)
+    async def approve_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        work = flows.approve(str(action.get("value")), _click_invocation(body), _answer(respond))
+        await after_ack(work, body, context, respond)
+
+    @bolt.action(ActionButton.REJECT.value)
+    async def reject_button(
+        ack: AsyncAck,
+        body: dict[str, Any],
+        action: dict[str, Any],
+        respond: AsyncRespond | None,
+        context: AsyncBoltContext,
+    ) -> None:
+        await ack()
+        work = flows.reject(str(action.get("value")), _click_invocation(body), _answer(respond))
+        await after_ack(work, body, context, respond)
