@@ -158,6 +158,7 @@ def enqueue(
         ).first()
         if waiting is not None:
             return None
+    failed_root = _failed_root(session, incident_id) if needs_root else None
     job = OutboxJob(
         kind=kind,
         lane=lane,
@@ -168,8 +169,22 @@ def enqueue(
         dedupe_key=dedupe_key,
         not_before=utcnow() + timedelta(seconds=delay),
     )
+    if failed_root is not None:
+        # Recorded, so the audit shows what could not be told, but never run.
+        job.status, job.finished_at = JobStatus.FAILED, utcnow()
+        job.last_error = f"the root message could not be posted: {failed_root}"
     session.add(job)
     return job
+
+
+def _failed_root(session: Session, incident_id: int | None) -> str | None:
+    """Why the incident's root message failed for good, if it did and was never posted."""
+    if incident_id is None:
+        return None
+    incident = session.get(Incident, incident_id)
+    if incident is None or incident.slack_ts is not None:
+        return None
+    return incident.slack_error
 
 
 @dataclass

@@ -85,6 +85,9 @@ class Incident(SQLModel, table=True):
     truncated_alerts: int = 0
     channel: str | None = None
     slack_ts: str | None = None
+    # Why the root message could not be posted, when Slack refused it for good
+    # (channel_not_found, not_in_channel...): shown by the API, and thread jobs stop queueing.
+    slack_error: str | None = None
     incident_channel: str | None = None
     commander_id: str | None = None
     commander_name: str | None = None
@@ -200,6 +203,7 @@ class IncidentPublic(BaseModel):
     group_key: str
     channel: str | None
     ts: str | None
+    slack_error: str | None
     incident_channel: str | None
     commander: str | None
     acknowledged_by: str | None = None
@@ -228,6 +232,7 @@ class IncidentPublic(BaseModel):
             group_key=incident.group_key,
             channel=incident.channel,
             ts=incident.slack_ts,
+            slack_error=incident.slack_error,
             incident_channel=incident.incident_channel,
             commander=incident.commander_id,
             acknowledged_by=incident.acknowledged_by,

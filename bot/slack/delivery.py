@@ -90,6 +90,8 @@ class SlackDelivery:
             incident = store.get_incident(session, incident_id)
             store.add_event(session, incident, "slack_failed", error)
             if root:
+                incident.slack_error = error
+                session.add(incident)
                 fail_waiting_for_root(session, incident_id, f"the root message could not be posted: {error}")
 
     async def update_root(self, job: ClaimedJob) -> None:

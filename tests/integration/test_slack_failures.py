@@ -59,6 +59,15 @@ def test_permanent_slack_error_is_recorded_not_retried(bot: RunningBot, slack: S
             message="failed job counted",
         )
     assert len(slack.calls("chat.postMessage")) == 1
+    assert "channel_not_found" in bot.incident(1)["slack_error"]
+    # Later news for that incident is recorded but not queued behind a root that never came.
+    bot.post_alert(notification(alert(), alert(pod="other")))
+    with bot.client() as client:
+        wait_until(
+            lambda: 'incident_bot_outbox_jobs{status="failed"} 3.0' in client.get("/metrics").text,
+            message="thread jobs recorded as failed",
+        )
+        assert 'incident_bot_outbox_jobs{status="pending"} 0.0' in client.get("/metrics").text
 
 
 def test_lost_answer_after_timeout_does_not_duplicate_the_root(

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 12:50:41.935350
+Create Date: 2026-11-26 12:56:34.367802
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("truncated_alerts", sa.Integer(), nullable=False),
         sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("slack_ts", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("slack_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("incident_channel", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("commander_id", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("commander_name", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
