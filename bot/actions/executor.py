@@ -33,8 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.actions import store as action_store
-from bot.actions.flows import template_digest
-from bot.actions.kubernetes import ActionResult, AlreadyMatches, PlanOutdated, Workloads
+from bot.actions.kubernetes import ActionResult, AlreadyMatches, PlanOutdated, Workloads, template_digest
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
 from bot.actions.registry import (

@@ -37,8 +37,6 @@ Slack ack, never before it, and database work runs in worker threads.
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import logging
 import re
@@ -63,6 +61,7 @@ from bot.actions.kubernetes import (
     RollbackPlan,
     ScalePlan,
     Workloads,
+    template_digest,
 )
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.policy import ActionKind, ActionRequest, Decision, Policy, can_approve
@@ -96,7 +95,6 @@ __all__ = [
     "created_by",
     "redact_env",
     "silence_matches",
-    "template_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -113,26 +111,6 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
-
-
-def _pruned(value: Any) -> Any:
-    if isinstance(value, dict):
-        out = {k: _pruned(v) for k, v in value.items()}
-        return {k: v for k, v in out.items() if v not in (None, {}, [])}
-    if isinstance(value, list):
-        return [_pruned(v) for v in value]
-    return value
-
-
-def template_digest(template: Mapping[str, Any]) -> str:
-    """A digest of a pod template that ignores `pod-template-hash` and nil-vs-empty, like the
-    controller's EqualIgnoreHash: stored instead of the template, which may hold secrets."""
-    clean = copy.deepcopy(dict(template))
-    labels = (clean.get("metadata") or {}).get("labels")
-    if isinstance(labels, dict):
-        labels.pop(POD_TEMPLATE_HASH, None)
-    text = json.dumps(_pruned(clean), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def redact_env(value: Any) -> Any:

@@ -31,6 +31,7 @@ models could alter, and raw JSON reads the same across client versions.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import os
@@ -77,6 +78,7 @@ __all__ = [
     "Workloads",
     "deployment_state",
     "equal_ignore_hash",
+    "template_digest",
 ]
 
 logger = logging.getLogger(__name__)
@@ -445,6 +447,13 @@ def _without_hash(template: Mapping[str, Any]) -> dict[str, Any]:
 def equal_ignore_hash(first: Mapping[str, Any], second: Mapping[str, Any]) -> bool:
     """deploymentutil.EqualIgnoreHash on JSON pod templates."""
     return bool(_pruned(_without_hash(first)) == _pruned(_without_hash(second)))
+
+
+def template_digest(template: Mapping[str, Any]) -> str:
+    """A digest that is equal exactly when `equal_ignore_hash` says the templates are: kept
+    in plans and the audit trail instead of the template itself, which may hold secrets."""
+    text = json.dumps(_pruned(_without_hash(template)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _revision_number(metadata: Mapping[str, Any]) -> int:

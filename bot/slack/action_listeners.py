@@ -10,6 +10,7 @@ resetting the ack when a flow raises). Buttons carry only an action record's id.
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
@@ -27,6 +28,8 @@ __all__ = ["ROLLBACK_COMMAND", "RUNBOOK_BUTTONS", "SCALE_COMMAND", "register_act
 ROLLBACK_COMMAND = "/rollback"
 SCALE_COMMAND = "/scale"
 RUNBOOK_BUTTONS = re.compile(rf"^{re.escape(ActionId.RUNBOOK_ACTION.value)}:\d+$")
+
+ButtonStep = Callable[[str, Invocation, Answer | None], Awaitable[None]]
 
 
 def _command_invocation(command: dict[str, Any]) -> Invocation:
@@ -95,8 +98,21 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
         )
         await after_ack(work, command, context, respond)
 
-    @bolt.action(RUNBOOK_BUTTONS)
-    async def runbook_button(
+    # Every action button does the same: ack, then the flow step named by its action_id,
+    # with the action record's id from the button's value.
+    steps: dict[str | re.Pattern[str], ButtonStep] = {
+        RUNBOOK_BUTTONS: flows.offer_clicked,
+        ActionButton.CONFIRM.value: flows.confirm,
+        ActionButton.CANCEL.value: flows.cancel,
+        ActionButton.APPROVE.value: flows.approve,
+        ActionButton.REJECT.value: flows.reject,
+    }
+    for action_id, step in steps.items():
+        bolt.action(action_id)(_button_listener(step))
+
+
+def _button_listener(step: ButtonStep) -> Callable[..., Awaitable[None]]:
+    async def listener(
         ack: AsyncAck,
         body: dict[str, Any],
         action: dict[str, Any],
@@ -104,53 +120,7 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
         context: AsyncBoltContext,
     ) -> None:
         await ack()
-        work = flows.offer_clicked(str(action.get("value")), _click_invocation(body), _answer(respond))
+        work = step(str(action.get("value")), _click_invocation(body), _answer(respond))
         await after_ack(work, body, context, respond)
 
-    @bolt.action(ActionButton.CONFIRM.value)
-    async def confirm_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond | None,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        work = flows.confirm(str(action.get("value")), _click_invocation(body), _answer(respond))
-        await after_ack(work, body, context, respond)
-
-    @bolt.action(ActionButton.CANCEL.value)
-    async def cancel_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond | None,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        work = flows.cancel(str(action.get("value")), _click_invocation(body), _answer(respond))
-        await after_ack(work, body, context, respond)
-
-    @bolt.action(ActionButton.APPROVE.value)
-    async def approve_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond | None,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        work = flows.approve(str(action.get("value")), _click_invocation(body), _answer(respond))
-        await after_ack(work, body, context, respond)
-
-    @bolt.action(ActionButton.REJECT.value)
-    async def reject_button(
-        ack: AsyncAck,
-        body: dict[str, Any],
-        action: dict[str, Any],
-        respond: AsyncRespond | None,
-        context: AsyncBoltContext,
-    ) -> None:
-        await ack()
-        work = flows.reject(str(action.get("value")), _click_invocation(body), _answer(respond))
-        await after_ack(work, body, context, respond)
+    return listener
