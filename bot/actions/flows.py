@@ -327,6 +327,29 @@ class _Context:
     alerts: list[Alert]
 
 
+def _start(
+    session: Session,
+    rec: ActionRecord,
+    expected: ActionStatus,
+    now: datetime,
+    who: Invocation,
+    busy_note: str,
+    **values: Any,
+) -> _Step | None:
+    """Take the target's lock and queue the execution; None when it is queued, else the answer
+    for the person who clicked (the target is busy, or the record has already moved on)."""
+    try:
+        queued = action_store.queue_execution(session, rec, [expected], now, **values)
+    except Conflict as busy:
+        action_store.event(
+            session, rec, f"{busy_note}: {busy.message}", actor=who.user.id, actor_name=who.user.name
+        )
+        return _Step(blocks.notice_message(f":hourglass: {busy.message}"))
+    if not queued:
+        return _Step(blocks.notice_message(f":information_source: {_state_text(rec)}"))
+    return None
+
+
 @dataclass
 class ActionFlows:
     engine: Engine
@@ -482,19 +505,16 @@ class ActionFlows:
                 return self._refuse_existing(session, rec, change, decision, who)
             if decision.approvals is not None:
                 return self._to_approval(session, rec, change, decision, now, who, confirmed=True)
-            try:
-                queued = action_store.queue_execution(session, rec, [ActionStatus.AWAITING_CONFIRMATION], now)
-            except Conflict as busy:
-                action_store.event(
-                    session,
-                    rec,
-                    f"{rec.kind} {rec.target} not started: {busy.message}",
-                    actor=who.user.id,
-                    actor_name=who.user.name,
-                )
-                return _Step(blocks.notice_message(f":hourglass: {busy.message}"))
-            if not queued:
-                return _Step(blocks.notice_message(f":information_source: {_state_text(rec)}"))
+            not_started = _start(
+                session,
+                rec,
+                ActionStatus.AWAITING_CONFIRMATION,
+                now,
+                who,
+                f"{rec.kind} {rec.target} not started",
+            )
+            if not_started is not None:
+                return not_started
             action_store.event(
                 session,
                 rec,
@@ -1045,25 +1065,17 @@ class ActionFlows:
                     ),
                     replace=True,
                 )
-            try:
-                queued = action_store.queue_execution(
-                    session,
-                    rec,
-                    [ActionStatus.AWAITING_APPROVAL],
-                    now,
-                    approved_by=",".join(approvals) or None,
-                )
-            except Conflict as busy:
-                action_store.event(
-                    session,
-                    rec,
-                    f"approved, but not started: {busy.message}",
-                    actor=who.user.id,
-                    actor_name=who.user.name,
-                )
-                return _Step(blocks.notice_message(f":hourglass: {busy.message}"))
-            if not queued:
-                return _Step(blocks.notice_message(f":information_source: {_state_text(rec)}"))
+            not_started = _start(
+                session,
+                rec,
+                ActionStatus.AWAITING_APPROVAL,
+                now,
+                who,
+                "approved, but not started",
+                approved_by=",".join(approvals) or None,
+            )
+            if not_started is not None:
+                return not_started
             who_approved = ", ".join(f"<@{a}>" for a in approvals)
             action_store.event(
                 session,
