@@ -48,9 +48,9 @@ from bot.actions.silences import AlertmanagerSilences, Matcher, Silence
 from bot.db import transaction, utcnow
 from bot.diagnostics import Metrics, expr_from_generator_url
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
-from bot.incidents import jobs, store
+from bot.incidents import jobs, lifecycle, store
 from bot.incidents.enrich import runbook_context
-from bot.incidents.models import AlertStatus
+from bot.incidents.models import AlertStatus, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue
 from bot.runbooks import RunbookRenderError, RunbookSet, render_runbook
@@ -413,6 +413,12 @@ class ActionExecutor:
         action_store.tell(
             session, record, blocks.verification_message(change, recovered=recovered, text=text)
         )
+        if recovered and record.incident_id is not None:
+            incident = store.get_incident(session, record.incident_id)
+            if incident.status in (IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED):
+                lifecycle.mitigate(
+                    session, record.incident_id, None, note=f"{change.sentence()} recovered the service"
+                )
 
     # ================================================================= channel posts
     async def post(self, job: ClaimedJob) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "acknowledge",
     "add_note",
     "assign",
+    "mitigate",
     "resolve",
     "set_severity",
     "take_command",
@@ -91,6 +92,39 @@ def acknowledge(session: Session, incident_id: int, actor: Actor) -> Outcome:
     )
     count = jobs.changed(session, incident, notices.acknowledged(incident, actor.id))
     return Outcome(incident, True, f"You acknowledged {incident.key}.", first_ack=True, jobs=count)
+
+
+def mitigate(session: Session, incident_id: int, actor: Actor | None, *, note: str | None = None) -> Outcome:
+    """The impact is over (a rollback worked, traffic was shifted) but the incident is not
+    resolved: alerts may still need to clear, or a proper fix to land. `actor` None is the
+    bot itself, after an action it ran was seen to work."""
+    incident = _open(session, incident_id, "mitigate")
+    if incident.status == IncidentStatus.MITIGATED:
+        return Outcome(incident, False, f"{incident.key} is already mitigated.")
+    first_ack = incident.acknowledged_at is None
+    incident.status = IncidentStatus.MITIGATED
+    if first_ack and actor is not None:
+        # Mitigating is working on it: it counts as the acknowledgement if none came first.
+        incident.acknowledged_at, incident.acknowledged_by = utcnow(), actor.id
+    who = actor.label if actor is not None else "incident-bot"
+    text = f"Mitigated by {who}" + (f": {note}" if note else "")
+    store.add_event(
+        session,
+        incident,
+        "mitigated",
+        text,
+        actor=actor.id if actor else None,
+        actor_name=actor.name if actor else None,
+        data={"note": note},
+    )
+    count = jobs.changed(session, incident, notices.mitigated(incident, actor.id if actor else None, note))
+    return Outcome(
+        incident,
+        True,
+        f"You marked {incident.key} mitigated.",
+        first_ack=first_ack and actor is not None,
+        jobs=count,
+    )
 
 
 def resolve(session: Session, incident_id: int, actor: Actor, *, reason: str | None = None) -> Outcome:

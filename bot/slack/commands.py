@@ -31,6 +31,7 @@ __all__ = [
     "Help",
     "ListOpen",
     "ListSilences",
+    "Mitigate",
     "Note",
     "Postmortem",
     "Resolve",
@@ -59,6 +60,7 @@ class Sub(StrEnum):
     LIST = "list"
     SHOW = "show"
     ACK = "ack"
+    MITIGATE = "mitigate"
     RESOLVE = "resolve"
     ASSIGN = "assign"
     SEVERITY = "severity"
@@ -75,6 +77,7 @@ SYNTAX: dict[Sub, tuple[str, str]] = {
     Sub.LIST: ("list", "open incidents, newest first"),
     Sub.SHOW: ("show ID", "status, severity, commander and alerts of one incident"),
     Sub.ACK: ("ack ID", "acknowledge: you are on it"),
+    Sub.MITIGATE: ("mitigate ID [note]", "the impact is over; the incident stays open until resolved"),
     Sub.RESOLVE: ("resolve ID [reason]", "resolve by hand, even while alerts still fire"),
     Sub.ASSIGN: ("assign ID @user", "make someone the incident commander"),
     Sub.SEVERITY: ("severity ID critical|warning|info", "set the severity by hand"),
@@ -142,6 +145,12 @@ class Ack:
 
 
 @dataclass(frozen=True)
+class Mitigate:
+    incident_id: int
+    note: str | None = None
+
+
+@dataclass(frozen=True)
 class Resolve:
     incident_id: int
     reason: str | None = None
@@ -200,6 +209,7 @@ Command = (
     | ListOpen
     | Show
     | Ack
+    | Mitigate
     | Resolve
     | Assign
     | SetSeverity
@@ -231,7 +241,7 @@ class Scale:
 
 
 # Commands that change an incident (and so are deduplicated and recorded on the timeline).
-MUTATING = (Ack, Resolve, Assign, SetSeverity, Note, Silence, Unsilence)
+MUTATING = (Ack, Mitigate, Resolve, Assign, SetSeverity, Note, Silence, Unsilence)
 
 
 def unescape(text: str) -> str:
@@ -309,6 +319,8 @@ def parse(text: str) -> Command:
         return simple[sub](incident_id)
     if sub is Sub.RESOLVE:
         return Resolve(incident_id, _free_text(tail, sub) if tail else None)
+    if sub is Sub.MITIGATE:
+        return Mitigate(incident_id, _free_text(tail, sub) if tail else None)
     if sub is Sub.ASSIGN:
         targets = tail.split()
         if len(targets) != 1:

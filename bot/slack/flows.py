@@ -82,6 +82,10 @@ class SlackFlows:
                 await self._postmortem(incident_id, who, respond)
             case commands.Ack(incident_id):
                 await self._change(who, respond, lambda s: lifecycle.acknowledge(s, incident_id, who.user))
+            case commands.Mitigate(incident_id, note):
+                await self._change(
+                    who, respond, lambda s: lifecycle.mitigate(s, incident_id, who.user, note=note)
+                )
             case commands.Resolve(incident_id, reason):
                 await self._change(
                     who, respond, lambda s: lifecycle.resolve(s, incident_id, who.user, reason=reason)

@@ -49,6 +49,14 @@ def acknowledged(incident: Incident, by: str) -> Message:
     )
 
 
+def mitigated(incident: Incident, by: str | None, note: str | None) -> Message:
+    who = f" by {mention(by)}" if by else ""
+    text = f":adhesive_bandage: *{incident.key} mitigated*{who}: the impact is over, the incident stays open."
+    if note:
+        text += f"\n{_quote(note, 1000)}"
+    return _message(f"{incident.key} mitigated", text)
+
+
 def assigned(incident: Incident, by: str, commander: str, previous: str | None) -> Message:
     if by == commander:
         text = f":male-firefighter: {mention(commander)} *took command* of {incident.key}."

@@ -384,6 +384,12 @@ def test_the_bot_reports_recovery_with_the_figure_before_and_after(
     check = record.result["verification"]
     assert check["recovered"] is True
     assert check["before"] > 20 > check["after"]  # the alert's threshold, crossed back
+    # The service recovered after the bot's own action: the incident is mitigated (the impact
+    # is over), not resolved: that waits for the alerts or a responder.
+    harness.wait_thread(incident, "mitigated")
+    assert harness.bot.incident(incident["id"])["status"] == "mitigated"
+    (mitigated,) = harness.events(incident, "mitigated")
+    assert "recovered the service" in mitigated["text"]
 
 
 @pytest.mark.prometheus
@@ -403,3 +409,4 @@ def test_the_bot_says_when_the_service_did_not_recover(
     )
     assert "the alert's condition still holds" in text
     harness.wait_event(incident, "not recovered after 3 s")
+    assert harness.bot.incident(incident["id"])["status"] == "triggered"

@@ -178,6 +178,13 @@ def test_every_subcommand_answers(bot: RunningBot, slack: SlackStandIn, sender: 
         assert text in timeline
     assert "&lt;p99&gt;" in timeline  # typed text is escaped again for Slack
 
+    assert "You marked INC-1 mitigated" in sender.answer(
+        sender.command("mitigate INC-1 traffic moved to v13")
+    )
+    assert bot.incident(1)["status"] == "mitigated"
+    assert events(bot, 1, "mitigated")[-1]["text"] == "Mitigated by alice: traffic moved to v13"
+    assert "already mitigated" in sender.answer(sender.command("mitigate INC-1"))
+
     resolved = sender.answer(sender.command("resolve INC-1 fixed by rollback"))
     assert "You resolved INC-1" in resolved
     assert bot.incident(1)["resolve_reason"] == "fixed by rollback"
