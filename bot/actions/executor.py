@@ -50,6 +50,7 @@ from bot.diagnostics import Metrics, expr_from_generator_url
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.enrich import runbook_context
+from bot.incidents.lifecycle import Actor
 from bot.incidents.models import AlertStatus, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue
@@ -294,8 +295,7 @@ class ActionExecutor:
             session,
             record,
             text,
-            actor=record.requested_by,
-            actor_name=record.requested_by_name,
+            by=Actor(record.requested_by, record.requested_by_name) if record.requested_by else None,
             data={"result": outcome.result, "ok": outcome.ok, "approved_by": record.approved_by},
         )
         note = None
@@ -407,7 +407,7 @@ class ActionExecutor:
             session,
             record,
             f"Recovery check after {change.sentence()}: {text}",
-            actor=None,
+            by=None,
             data={"recovered": recovered, "before": before, "after": after},
         )
         action_store.tell(

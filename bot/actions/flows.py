@@ -341,9 +341,7 @@ def _start(
     try:
         queued = action_store.queue_execution(session, rec, [expected], now, **values)
     except Conflict as busy:
-        action_store.event(
-            session, rec, f"{busy_note}: {busy.message}", actor=who.user.id, actor_name=who.user.name
-        )
+        action_store.event(session, rec, f"{busy_note}: {busy.message}", by=who.user)
         return _Step(blocks.notice_message(f":hourglass: {busy.message}"))
     if not queued:
         return _Step(blocks.notice_message(f":information_source: {_state_text(rec)}"))
@@ -519,8 +517,7 @@ class ActionFlows:
                 session,
                 rec,
                 f"{who.user.label} confirmed: {change.sentence()}; running",
-                actor=who.user.id,
-                actor_name=who.user.name,
+                by=who.user,
             )
             return _Step(
                 blocks.notice_message(
@@ -560,8 +557,7 @@ class ActionFlows:
                 session,
                 rec,
                 f"{who.user.label} cancelled: {change.sentence()}",
-                actor=who.user.id,
-                actor_name=who.user.name,
+                by=who.user,
             )
             return _Step(
                 blocks.notice_message(f":no_entry_sign: Cancelled: {_what(change)}. Nothing was changed."),
@@ -874,8 +870,7 @@ class ActionFlows:
                 session,
                 record,
                 f"{who.user.label} started: {change.sentence()}",
-                actor=who.user.id,
-                actor_name=who.user.name,
+                by=who.user,
             )
             where = "in the incident's thread" if record.incident_id else "in this channel"
             return _Step(
@@ -923,8 +918,7 @@ class ActionFlows:
             session,
             rec,
             f"{who.user.label} {verb}: {change.sentence()}; waiting for {needs}",
-            actor=who.user.id,
-            actor_name=who.user.name,
+            by=who.user,
         )
         jobs = action_store.tell(
             session,
@@ -970,8 +964,7 @@ class ActionFlows:
             session,
             rec,
             f"{change.sentence()} refused: {reasons}",
-            actor=who.user.id,
-            actor_name=who.user.name,
+            by=who.user,
         )
         jobs = action_store.tell(
             session,
@@ -993,7 +986,7 @@ class ActionFlows:
         action_store.advance(
             session, rec, [waiting], ActionStatus.EXPIRED, error=f"expired while {waiting.value}"
         )
-        action_store.event(session, rec, f"{change.sentence()} expired ({waiting.value})", actor=None)
+        action_store.event(session, rec, f"{change.sentence()} expired ({waiting.value})", by=None)
         return _Step(
             blocks.notice_message(
                 f":hourglass: This request expired: {change.sentence()}. Ask for it again."
@@ -1034,9 +1027,7 @@ class ActionFlows:
                     decision, who.user.id, approver_groups, rec.requested_by, already_approved=approvals
                 )
                 if not may:
-                    action_store.event(
-                        session, rec, f"Approval refused: {why}", actor=who.user.id, actor_name=who.user.name
-                    )
+                    action_store.event(session, rec, f"Approval refused: {why}", by=who.user)
                     return _Step(blocks.notice_message(f":no_entry: {_slack_ids(why)}"))
                 approvals.append(who.user.id)
             if len(approvals) < approvals_needed:
@@ -1050,8 +1041,7 @@ class ActionFlows:
                     rec,
                     f"{who.user.label} approved ({len(approvals)} of {approvals_needed}): "
                     f"{change.sentence()}",
-                    actor=who.user.id,
-                    actor_name=who.user.name,
+                    by=who.user,
                 )
                 assert rec.id is not None
                 return _Step(
@@ -1081,8 +1071,7 @@ class ActionFlows:
                 session,
                 rec,
                 f"{who.user.label} approved: {change.sentence()}; running",
-                actor=who.user.id,
-                actor_name=who.user.name,
+                by=who.user,
                 data={"approved_by": approvals},
             )
             return _Step(
@@ -1125,8 +1114,7 @@ class ActionFlows:
             session,
             rec,
             f"{who.user.label} {verb}: {change.sentence()}",
-            actor=who.user.id,
-            actor_name=who.user.name,
+            by=who.user,
         )
         return _Step(
             blocks.approval_closed_message(change, text=f"{verb} by <@{who.user.id}>; nothing was changed."),
@@ -1205,7 +1193,7 @@ class ActionFlows:
             session.flush()
             jobs = 0
             if event_text:
-                action_store.event(session, record, event_text, actor=who.user.id, actor_name=who.user.name)
+                action_store.event(session, record, event_text, by=who.user)
             if thread is not None:
                 jobs += action_store.tell(session, record, thread)
             return _Step(

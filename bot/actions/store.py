@@ -21,6 +21,7 @@ from bot.actions.models import ActionRecord, ActionStatus, TargetLock
 from bot.db import utcnow
 from bot.errors import Conflict, NotFound
 from bot.incidents import jobs, store
+from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Incident
 from bot.outbox import enqueue
 from bot.slack.blocks import Message, slack_date
@@ -184,8 +185,7 @@ def event(
     record: ActionRecord,
     text: str,
     *,
-    actor: str | None,
-    actor_name: str | None = None,
+    by: Actor | None,
     data: Mapping[str, Any] | None = None,
 ) -> None:
     """An `action` event on the incident's timeline (actions without an incident are audited
@@ -198,8 +198,8 @@ def event(
         incident,
         "action",
         text,
-        actor=actor,
-        actor_name=actor_name,
+        actor=by.id if by else None,
+        actor_name=by.name if by else None,
         data={
             "action_id": record.id,
             "action": record.kind,
