@@ -37,12 +37,11 @@ Slack ack, never before it, and database work runs in worker threads.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import anyio
@@ -51,15 +50,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.actions import store as action_store
+from bot.actions.changes import (
+    created_by,
+    matchers_text,
+    render_request,
+    restart_change,
+    rollback_change,
+    scale_change,
+    silence_change,
+    silence_matches,
+)
 from bot.actions.groups import UserGroups
 from bot.actions.kubernetes import (
-    RESTARTED_AT,
-    STRATEGIC_MERGE_PATCH,
     ActionResult,
-    ApiRequest,
-    DeploymentState,
-    RollbackPlan,
-    ScalePlan,
     Workloads,
     template_digest,
 )
@@ -74,7 +77,7 @@ from bot.actions.registry import (
     parse_params,
     spec_of,
 )
-from bot.actions.silences import AlertmanagerSilences, Matcher, Silence, matchers_for_alert
+from bot.actions.silences import AlertmanagerSilences, matchers_for_alert
 from bot.db import transaction, utcnow
 from bot.errors import BotError, Conflict, PayloadError
 from bot.incidents import jobs, store
@@ -92,9 +95,6 @@ __all__ = [
     "KUBERNETES_MISSING",
     "SILENCES_MISSING",
     "ActionFlows",
-    "created_by",
-    "redact_env",
-    "silence_matches",
 ]
 
 logger = logging.getLogger(__name__)
@@ -111,157 +111,6 @@ POD_TEMPLATE_HASH = "pod-template-hash"
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
-
-
-def redact_env(value: Any) -> Any:
-    """A copy with every container env `value` replaced: an environment variable may hold a
-    secret, and requests are shown in Slack and kept in the audit trail."""
-    if isinstance(value, dict):
-        out = {k: redact_env(v) for k, v in value.items()}
-        if isinstance(out.get("env"), list):
-            out["env"] = [
-                {**e, "value": "<hidden>"} if isinstance(e, dict) and "value" in e else e for e in out["env"]
-            ]
-        return out
-    if isinstance(value, list):
-        return [redact_env(v) for v in value]
-    return value
-
-
-def _render(request: ApiRequest) -> str:
-    return replace(request, body=redact_env(request.body)).render()
-
-
-def created_by(actor_id: str, actor_name: str | None) -> str:
-    """Alertmanager's createdBy for a silence made from Slack: the person, by name and ID."""
-    return f"{actor_name} ({actor_id})" if actor_name else actor_id
-
-
-def silence_matches(silence: Silence, labels: Mapping[str, str]) -> bool:
-    """Whether `silence` silences an alert with `labels` (Alertmanager's matcher semantics;
-    regexes are anchored)."""
-    for matcher in silence.matchers:
-        value = labels.get(matcher.name, "")
-        if matcher.is_regex:
-            try:
-                hit = re.fullmatch(matcher.value, value) is not None
-            except re.error:
-                return False
-        else:
-            hit = value == matcher.value
-        if hit != matcher.is_equal:
-            return False
-    return True
-
-
-def _model_or_images(state: DeploymentState) -> str:
-    return state.model_label() or ", ".join(state.images.values()) or "no containers"
-
-
-def rollback_change(plan: RollbackPlan) -> Change:
-    headline = plan.describe_change()
-    details = [f"revision {plan.from_revision} -> {plan.to_revision} (`kubectl rollout undo`)"]
-    details += [c for c in plan.changes if c != f"model {headline}"]
-    details.append(f"now: {plan.current.ready_replicas}/{plan.current.replicas} pods ready")
-    return Change(
-        kind=ActionKind.ROLLBACK,
-        verb="roll back",
-        target=f"{plan.namespace}/{plan.name}",
-        headline=headline,
-        details=tuple(details),
-        request=_render(plan.request),
-    )
-
-
-def scale_change(plan: ScalePlan) -> Change:
-    details = [
-        f"now: {plan.current.ready_replicas}/{plan.current.replicas} pods ready, "
-        f"{_model_or_images(plan.current)}"
-    ]
-    warning = None
-    if plan.gpu is not None:
-        details.append(f"GPU check: {plan.gpu.note}")
-        if plan.gpu.fits is False:
-            warning = (
-                f"not enough allocatable {plan.gpu.resource} for the new replicas: {plan.gpu.gpus_needed} "
-                f"needed, room for {plan.gpu.pods_that_fit} more pod(s); the rest will stay Pending"
-            )
-        elif plan.gpu.fits is None:
-            warning = f"free {plan.gpu.resource} could not be checked: {plan.gpu.note}"
-    elif plan.current.gpus_per_pod and plan.to_replicas < plan.from_replicas:
-        freed = (plan.from_replicas - plan.to_replicas) * plan.current.gpus_per_pod
-        details.append(f"frees {freed} {plan.current.gpu_resource}")
-    return Change(
-        kind=ActionKind.SCALE,
-        verb="scale",
-        target=f"{plan.namespace}/{plan.name}",
-        headline=f"replicas {plan.from_replicas} -> {plan.to_replicas}",
-        details=tuple(details),
-        warning=warning,
-        request=_render(plan.request),
-    )
-
-
-def restart_request(namespace: str, name: str, at: datetime) -> ApiRequest:
-    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    body = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-    return ApiRequest(
-        "PATCH", f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}", STRATEGIC_MERGE_PATCH, body
-    )
-
-
-def restart_change(state: DeploymentState, now: datetime) -> Change:
-    revision = f"revision {state.revision} -> {state.revision + 1}" if state.revision else "a new revision"
-    return Change(
-        kind=ActionKind.RESTART,
-        verb="restart",
-        target=f"{state.namespace}/{state.name}",
-        headline=f"replace all {state.replicas} pod(s), same template ({_model_or_images(state)})",
-        details=(
-            f"{revision} (`kubectl rollout restart`: a new restartedAt annotation)",
-            f"now: {state.ready_replicas}/{state.replicas} pods ready",
-        ),
-        request=_render(restart_request(state.namespace, state.name, now)),
-    )
-
-
-def _matchers_text(matchers: Sequence[Matcher]) -> str:
-    return "{" + ", ".join(m.to_filter() for m in matchers) + "}"
-
-
-def silence_change(
-    incident: Incident,
-    alert_matchers: Sequence[Sequence[Matcher]],
-    params: SilenceParams,
-    *,
-    author: str,
-    comment: str,
-    now: datetime,
-) -> Change:
-    ends = now + params.length
-    bodies = [
-        {
-            "matchers": [m.to_api() for m in matchers],
-            "startsAt": now.isoformat(timespec="seconds"),
-            "endsAt": ends.isoformat(timespec="seconds"),
-            "createdBy": author,
-            "comment": comment,
-        }
-        for matchers in alert_matchers
-    ]
-    request = "\n\n".join(
-        f"POST /api/v2/silences\nContent-Type: application/json\n\n{json.dumps(body, indent=2)}"
-        for body in bodies
-    )
-    count = len(alert_matchers)
-    return Change(
-        kind=ActionKind.SILENCE,
-        verb="silence",
-        target=f"{count} alert{'s' if count != 1 else ''} of {incident.key}",
-        headline=f"for {params.duration}",
-        details=(*(_matchers_text(m) for m in alert_matchers), f"reason: {comment}"),
-        request=request,
-    )
 
 
 def _policy_request(record: ActionRecord, actor: str) -> ActionRequest:
@@ -605,7 +454,7 @@ class ActionFlows:
         lines = [
             blocks.SilenceLine(
                 id=s.id,
-                matchers=_matchers_text(s.matchers),
+                matchers=matchers_text(s.matchers),
                 ends_at=s.ends_at,
                 created_by=s.created_by,
                 comment=s.comment,
@@ -657,7 +506,7 @@ class ActionFlows:
                 session,
                 inc,
                 "action",
-                f"{who.user.label} expired silence {silence.id} ({_matchers_text(silence.matchers)})",
+                f"{who.user.label} expired silence {silence.id} ({matchers_text(silence.matchers)})",
                 actor=who.user.id,
                 actor_name=who.user.name,
                 data={"action": "unsilence", "silence_id": silence.id},
@@ -800,7 +649,7 @@ class ActionFlows:
                     who, answer, record, ActionStatus.FAILED, f"dry run failed: {exc.message}", change
                 )
                 return
-            change = replace(change, request=_render(done.request))
+            change = replace(change, request=render_request(done.request))
             outcome = f"The API server accepted it as a dry run: {done.message}."
             result = {"message": done.message, "before": done.before.summary(), "after": done.after.summary()}
         record.plan = {**record.plan, "change": change.to_dict()}

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.actions.flows import created_by, redact_env, silence_matches, template_digest
+from bot.actions.changes import created_by, redact_env, silence_matches
+from bot.actions.kubernetes import template_digest
 from bot.actions.policy import ActionKind
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check, split_comparison
 from bot.actions.registry import REGISTRY, RollbackParams, ScaleParams, SilenceParams, parse_params
