@@ -50,6 +50,7 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
     dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))
+    retention_days: int = Field(30, ge=1, validation_alias=_env("INCIDENT_BOT_RETENTION_DAYS"))
     # How long the bot watches for recovery after an action (0: no recovery check).
     verify_seconds: float = Field(600.0, ge=0, le=86400, validation_alias=_env("INCIDENT_BOT_VERIFY_SECONDS"))
     workers: int = Field(4, ge=1, le=64, validation_alias=_env("INCIDENT_BOT_WORKERS"))

@@ -32,6 +32,7 @@ from bot.db import create_db_engine, init_schema
 from bot.diagnostics import PrometheusMetrics
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
+from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
@@ -192,6 +193,12 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         app.state.services = services
         if run_workers:
             services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
+            services.tasks.append(
+                asyncio.create_task(
+                    prune_periodically(services.engine, retention=timedelta(days=settings.retention_days)),
+                    name="prune",
+                )
+            )
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
