@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
@@ -29,6 +29,7 @@ ROLLBACK_COMMAND = "/rollback"
 SCALE_COMMAND = "/scale"
 RUNBOOK_BUTTONS = re.compile(rf"^{re.escape(ActionId.RUNBOOK_ACTION.value)}:\d+$")
 
+ParsedCommand = TypeVar("ParsedCommand", commands.Rollback, commands.Scale)
 ButtonStep = Callable[[str, Invocation, Answer | None], Awaitable[None]]
 
 
@@ -56,47 +57,23 @@ def _usage(exc: commands.UsageError) -> dict[str, Any]:
 def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
     bolt = slack.bolt
 
-    @bolt.command(ROLLBACK_COMMAND)
-    async def rollback_command(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
-        try:
-            parsed = commands.parse_rollback(str(command.get("text") or ""))
-        except commands.UsageError as exc:
-            await ack(**_usage(exc))
-            return
-        await ack()
-        work = flows.request(
-            "rollback",
-            {"namespace": parsed.namespace, "deployment": parsed.deployment, "revision": parsed.revision},
-            _command_invocation(command),
-            _answer(respond),
-            find_incident=True,
-            source=ROLLBACK_COMMAND,
-            dry_run=parsed.dry_run,
+    # /rollback and /scale differ only in their parser and the parameters they hand on.
+    bolt.command(ROLLBACK_COMMAND)(
+        _workload_command(
+            flows,
+            ROLLBACK_COMMAND,
+            commands.parse_rollback,
+            lambda p: {"namespace": p.namespace, "deployment": p.deployment, "revision": p.revision},
         )
-        await after_ack(work, command, context, respond)
-
-    @bolt.command(SCALE_COMMAND)
-    async def scale_command(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
-    ) -> None:
-        try:
-            parsed = commands.parse_scale(str(command.get("text") or ""))
-        except commands.UsageError as exc:
-            await ack(**_usage(exc))
-            return
-        await ack()
-        work = flows.request(
-            "scale",
-            {"namespace": parsed.namespace, "deployment": parsed.deployment, "replicas": parsed.replicas},
-            _command_invocation(command),
-            _answer(respond),
-            find_incident=True,
-            source=SCALE_COMMAND,
-            dry_run=parsed.dry_run,
+    )
+    bolt.command(SCALE_COMMAND)(
+        _workload_command(
+            flows,
+            SCALE_COMMAND,
+            commands.parse_scale,
+            lambda p: {"namespace": p.namespace, "deployment": p.deployment, "replicas": p.replicas},
         )
-        await after_ack(work, command, context, respond)
+    )
 
     # Every action button does the same: ack, then the flow step named by its action_id,
     # with the action record's id from the button's value.
@@ -109,6 +86,39 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
     }
     for action_id, step in steps.items():
         bolt.action(action_id)(_button_listener(step))
+
+
+def _workload_command(
+    flows: ActionFlows,
+    name: str,
+    parse: Callable[[str], ParsedCommand],
+    params: Callable[[ParsedCommand], dict[str, Any]],
+) -> Callable[..., Awaitable[None]]:
+    """A slash command asking for a workload action: a typo is answered in the ack itself,
+    the request goes to the action flow after it."""
+    kind = name.lstrip("/")
+
+    async def listener(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        try:
+            parsed = parse(str(command.get("text") or ""))
+        except commands.UsageError as exc:
+            await ack(**_usage(exc))
+            return
+        await ack()
+        work = flows.request(
+            kind,
+            params(parsed),
+            _command_invocation(command),
+            _answer(respond),
+            find_incident=True,
+            source=name,
+            dry_run=parsed.dry_run,
+        )
+        await after_ack(work, command, context, respond)
+
+    return listener
 
 
 def _button_listener(step: ButtonStep) -> Callable[..., Awaitable[None]]:
