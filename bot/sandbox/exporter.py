@@ -42,6 +42,8 @@ from typing import Any, Self
 from prometheus_client.core import CollectorRegistry, Metric
 from prometheus_client.utils import floatToGoString
 
+from bot.sandbox.serving import serve_in_background, shut_down
+
 __all__ = ["SCENARIOS", "ModelServingExporter", "Scenario", "exposition"]
 
 logger = logging.getLogger(__name__)
@@ -1169,22 +1171,13 @@ class ModelServingExporter:
         handler = _make_handler(self)
         self._server = ThreadingHTTPServer((self._host, self._requested_port), handler)
         self._server.daemon_threads = True
-        server = self._server
-        self._thread = threading.Thread(
-            target=lambda: server.serve_forever(poll_interval=0.05),
-            name="model-serving-exporter",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, name="model-serving-exporter")
         return self
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        shut_down(self._server, self._thread)
         self._server = None
         self._thread = None
 

@@ -61,6 +61,7 @@ from bot.sandbox.kube_patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
+from bot.sandbox.serving import serve_in_background, shut_down
 
 __all__ = ["KubeStandIn", "RecordedRequest"]
 
@@ -1397,23 +1398,13 @@ class KubeStandIn:
         if self._server is not None:
             return self
         self._server = _Server(("127.0.0.1", 0), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="kube-stand-in",
-            daemon=True,
-        )
-        self._thread.start()
+        self._thread = serve_in_background(self._server, name="kube-stand-in")
         return self
 
     def stop(self) -> None:
         if self._server is None:
             return
-        self._server.shutdown()
-        self._server.close_connections()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        shut_down(self._server, self._thread)
         self._server = None
         self._thread = None
 

@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.sandbox import transcript as transcript_module
+from bot.sandbox.serving import serve_in_background, shut_down
 from bot.sandbox.slack_hooks import ResponseTarget, apply_response
 from bot.sandbox.slack_methods import METHODS
 from bot.sandbox.slack_models import (
@@ -207,10 +208,7 @@ class SlackStandIn:
         self._server = server
         with self._lock:
             self._ws.base_url = self.base
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-standin", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_background(server, name="slack-standin")
         logger.info("slack stand-in listening", extra={"url": self.url})
         return self
 
@@ -219,10 +217,7 @@ class SlackStandIn:
         if server is None:
             return
         self._stopping.set()  # wakes delayed requests
-        server.shutdown()
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
+        shut_down(server, thread)
         self._server = None
         self._thread = None
 
