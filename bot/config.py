@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_CHANNEL"))
     database_url: str = Field("sqlite:///incident-bot.db", validation_alias=_env("INCIDENT_BOT_DATABASE_URL"))
     webhook_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_WEBHOOK_TOKEN"))
+    # When set, /api/* (incidents, postmortems, the OpenAPI document) needs this Bearer token.
+    api_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_API_TOKEN"))
     runbooks_dir: Path = Field(Path("runbooks"), validation_alias=_env("INCIDENT_BOT_RUNBOOKS_DIR"))
     policy_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_POLICY_FILE"))
     routing_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_ROUTING_FILE"))
@@ -84,6 +86,10 @@ class Settings(BaseSettings):
 
     def token(self) -> str:
         return self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+
+    def api_bearer_token(self) -> str | None:
+        value = self.api_token.get_secret_value().strip() if self.api_token else ""
+        return value or None
 
     def signing_secret(self) -> str:
         return self.slack_signing_secret.get_secret_value() if self.slack_signing_secret else ""

@@ -30,6 +30,7 @@ from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
 from bot.db import create_db_engine, init_schema
 from bot.diagnostics import PrometheusMetrics
+from bot.http_guards import ApiTokenGuard, CloseOnError
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
 from bot.maintenance import prune_periodically
@@ -228,6 +229,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.add_middleware(ApiTokenGuard, token=settings.api_bearer_token())
+    app.add_middleware(CloseOnError)
     app.include_router(webhook.router)
     app.include_router(api.router)
     app.include_router(slack_app.router)

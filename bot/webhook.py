@@ -86,7 +86,7 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
         webhook = parse_webhook(body)
     except PayloadError as exc:
         metrics.notifications.labels("malformed").inc()
-        return _error(400, exc.message)
+        return _error(400, exc.message, field=getattr(exc, "field", "(body)"))
     except ValidationError as exc:
         metrics.notifications.labels("invalid").inc()
         return _error(

@@ -48,7 +48,7 @@ from bot.runbooks.schema import (
 )
 from bot.runbooks.source import format_loc
 from bot.runbooks.templating import DataView, EscapedStr, Mode
-from bot.slack.mrkdwn import truncate
+from bot.text import truncate
 
 __all__ = [
     "AlertInfo",

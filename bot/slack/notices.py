@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.incidents.models import Incident, Severity
 from bot.slack.blocks import SEVERITY_EMOJI, Message
-from bot.slack.mrkdwn import escape, truncate
+from bot.slack.mrkdwn import bold, escape, truncate
 
 __all__ = [
     "acknowledged",
@@ -77,8 +77,8 @@ def severity_changed(incident: Incident, by: str, old: str) -> Message:
         emoji = ""
     return _message(
         f"{incident.key} severity is now {incident.severity}",
-        f"{emoji} {mention(by)} changed the severity of {incident.key} from *{escape(old)}* "
-        f"to *{escape(incident.severity)}*. It stays there whatever the alerts say.",
+        f"{emoji} {mention(by)} changed the severity of {incident.key} from {bold(old)} "
+        f"to {bold(incident.severity)}. It stays there whatever the alerts say.",
     )
 
 
