@@ -119,8 +119,9 @@ def _parse(text: str, content_type: str) -> dict[str, Any]:
             data = json.loads(fields["payload"]) if "payload" in fields else fields
     except (ValueError, RecursionError):
         raise _refused(400, "body is neither a Slack form body nor a JSON object") from None
-    if not isinstance(data, dict) or not data:
-        raise _refused(400, "body is not a Slack request (expected a JSON object or form fields)")
+    if not isinstance(data, dict) or not (data.get("type") or data.get("command") or data.get("ssl_check")):
+        # Slack's requests: events and interactivity carry a `type`, slash commands a `command`.
+        raise _refused(400, "body is not a Slack request (no type or command)")
     for name in _OBJECT_FIELDS:
         value = data.get(name)
         if (
