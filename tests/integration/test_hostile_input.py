@@ -33,6 +33,7 @@ from bot.config import Settings
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import SIGNING_SECRET, RunningBot, run_bot, wait_until
 from tests.support.payloads import alert, notification
+from tests.support.promstack import PrometheusServer
 from tests.support.slack_requests import ALICE, FORM, sign, slash_command_body
 
 MIB = 1024 * 1024
@@ -553,6 +554,26 @@ def test_alert_text_cannot_break_slack_formatting(bot: RunningBot, slack: SlackS
     assert "`pod=vllm-\u02cb0\u02cb&lt;!here&gt;`" in context
     description = next(t for t in _block_texts(message.blocks) if "x" in t and "@U1" in t)
     assert "~" not in description
+
+
+def test_graph_upload_title_and_alt_text_cannot_mention_anyone(
+    settings_for: Callable[..., Settings],
+    slack: SlackStandIn,
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    prometheus = prometheus_factory()
+    hostile = alert("<!channel> *Lat*")
+    hostile["generatorURL"] = f"{prometheus.url}/graph?g0.expr={quote('vector(1)')}&g0.tab=1"
+    with run_bot(settings_for(prometheus_url=prometheus.url)) as bot:
+        assert bot.post_alert(notification(hostile, group_key="graph")).status_code == 200
+        upload = wait_until(
+            lambda: slack.uploads() and slack.uploads()[0], timeout=60, message="graph upload"
+        )
+        assert upload.completed
+        for field in (upload.title, upload.alt_txt or ""):
+            assert "<!channel>" not in field
+            assert "channel>" in field  # still readable: only a zero-width space was added
+        assert upload.alt_txt
 
 
 def test_runbook_render_error_names_no_server_path(
