@@ -17,7 +17,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,14 +26,16 @@ from urllib.parse import quote, urlsplit
 import httpx
 import pytest
 import sqlalchemy as sa
+import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.config import Settings
+from bot.http_guards import CloseOnError
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import SIGNING_SECRET, RunningBot, run_bot, wait_until
 from tests.support.payloads import alert, notification
-from tests.support.promstack import PrometheusServer
+from tests.support.promstack import PrometheusServer, free_port
 from tests.support.slack_requests import ALICE, FORM, sign, slash_command_body
 
 MIB = 1024 * 1024
@@ -103,9 +105,14 @@ def state(bot: RunningBot) -> dict[str, int]:
         }
 
 
-def post_events(bot: RunningBot, body: bytes | str, headers: dict[str, str | bytes]) -> httpx.Response:
+def post_events(bot: RunningBot, body: bytes | str, headers: Mapping[str, str | bytes]) -> httpx.Response:
     content = body.encode() if isinstance(body, str) else body
-    return httpx.post(f"{bot.url}/slack/events", content=content, headers=headers, timeout=30)
+    return httpx.post(f"{bot.url}/slack/events", content=content, headers=_raw(headers), timeout=30)
+
+
+def _raw(headers: Mapping[str, str | bytes]) -> list[tuple[bytes, bytes]]:
+    """Header values as bytes, so a test can send what no well-behaved client would."""
+    return [(k.encode(), v if isinstance(v, bytes) else v.encode()) for k, v in headers.items()]
 
 
 def command_body(response_url: str, **changes: str | None) -> str:
@@ -362,7 +369,7 @@ def test_property_no_unsigned_request_gets_a_5xx_or_acts(guarded_bot: RunningBot
         @given(hostile_slack_request())
         def check(request: tuple[bytes, dict[str, str | bytes]]) -> None:
             body, headers = request
-            response = client.post("/slack/events", content=body, headers=headers)
+            response = client.post("/slack/events", content=body, headers=_raw(headers))
             assert response.status_code in (400, 401, 413), (response.status_code, response.text)
 
         check()
@@ -567,9 +574,8 @@ def test_graph_upload_title_and_alt_text_cannot_mention_anyone(
     with run_bot(settings_for(prometheus_url=prometheus.url)) as bot:
         assert bot.post_alert(notification(hostile, group_key="graph")).status_code == 200
         upload = wait_until(
-            lambda: slack.uploads() and slack.uploads()[0], timeout=60, message="graph upload"
-        )
-        assert upload.completed
+            lambda: [u for u in slack.uploads() if u.completed], timeout=60, message="graph upload"
+        )[0]
         for field in (upload.title, upload.alt_txt or ""):
             assert "<!channel>" not in field
             assert "channel>" in field  # still readable: only a zero-width space was added
@@ -600,6 +606,7 @@ def test_runbook_render_error_names_no_server_path(
             return None
 
         text = wait_until(warning, message="runbook warning")
+        assert text is not None
         assert "needs-gpu.yaml" in text
         assert str(tmp_path) not in text
         assert str(runbooks) not in text
@@ -650,3 +657,33 @@ def test_api_needs_the_token_when_one_is_set(settings_for: Callable[..., Setting
 
 def test_api_is_open_when_no_token_is_set(bot: RunningBot) -> None:
     assert httpx.get(f"{bot.url}/api/incidents", timeout=30).status_code == 200
+
+
+# ------------------------------------------------------------------ a 500, should one happen
+
+
+def test_an_unexpected_error_answers_500_with_connection_close() -> None:
+    """No route of the bot should raise; if one does, the client is told the connection ends
+    (uvicorn would otherwise drop the keep-alive connection silently, losing the next request)."""
+
+    async def broken(scope: Any, receive: Any, send: Any) -> None:
+        raise RuntimeError("a bug")
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(CloseOnError(broken), host="127.0.0.1", port=port, log_config=None, lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, message="server to start")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", "/anything")
+        response = conn.getresponse()
+        assert response.status == 500
+        assert response.getheader("connection") == "close"
+        assert json.loads(response.read()) == {"error": "internal error; it is logged"}
+        conn.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
