@@ -44,8 +44,11 @@ VERIFIED = "incident_bot_signature_verified"  # set in the Bolt context of every
 
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-fA-F]{64}")
-# Fields the bot and Bolt read as objects; anything else in them is not a Slack request.
+# Fields the bot and Bolt read as objects; anything else in them is not a Slack request. Slack
+# sends `team`, `enterprise` and `channel` as null in some payloads (org-wide installs, views);
+# Bolt reads the others with `.get(name, {})`, so a null there must be refused too.
 _OBJECT_FIELDS = ("user", "team", "channel", "container", "enterprise", "view", "event", "message")
+_NULLABLE = ("team", "enterprise", "channel")
 
 
 @dataclass(frozen=True)
@@ -124,19 +127,53 @@ def _parse(text: str, content_type: str) -> dict[str, Any]:
         raise _refused(400, "body is not a Slack request (no type or command)")
     for name in _OBJECT_FIELDS:
         value = data.get(name)
-        if (
-            value is not None
-            and not isinstance(value, dict)
-            and not (name == "enterprise" and isinstance(value, str))
-        ):
+        if name not in data or isinstance(value, dict) or (value is None and name in _NULLABLE):
+            continue
+        if not (name == "enterprise" and isinstance(value, str)):
             raise _refused(400, f"field {name!r} must be an object")
     actions = data.get("actions")
-    if actions is not None and (
+    if "actions" in data and (
         not isinstance(actions, list) or not actions or not all(isinstance(a, dict) for a in actions)
     ):
         raise _refused(400, "field 'actions' must be a non-empty list of objects")
+    for path in _TEXT_FIELDS:
+        value = _at(data, path)
+        if value is not None and not isinstance(value, str):
+            raise _refused(400, f"field {'.'.join(path)!r} must be a string")
+    for action in actions or ():
+        for name in ("action_id", "block_id"):
+            if action.get(name) is not None and not isinstance(action[name], str):
+                raise _refused(400, f"field 'actions.{name}' must be a string")
     _require_user(data)
     return data
+
+
+# Fields Bolt matches listeners on, or the bot uses as identities: strings or absent.
+_TEXT_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("type",),
+    ("command",),
+    ("callback_id",),
+    ("trigger_id",),
+    ("response_url",),
+    ("event_id",),
+    ("user_id",),
+    ("user", "id"),
+    ("team", "id"),
+    ("channel", "id"),
+    ("view", "callback_id"),
+    ("view", "id"),
+    ("event", "type"),
+    ("event", "subtype"),
+)
+
+
+def _at(data: dict[str, Any], path: tuple[str, ...]) -> object:
+    value: object = data
+    for name in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(name)
+    return value
 
 
 def _require_user(data: dict[str, Any]) -> None:

@@ -249,6 +249,11 @@ def test_unsigned_requests_are_refused_before_anything_happens(
         ("channel as a number", click_body("http://127.0.0.1:9/r", channel=5)),
         ("actions not a list", click_body("http://127.0.0.1:9/r", actions={"a": 1})),
         ("actions of strings", click_body("http://127.0.0.1:9/r", actions=["x"])),
+        ("action_id a number", click_body("http://127.0.0.1:9/r", actions=[{"action_id": 5, "value": "1"}])),
+        (
+            "view callback_id a number",
+            click_body("http://127.0.0.1:9/r", type="view_submission", view={"callback_id": 5}),
+        ),
         ("event as a string", json.dumps({"type": "event_callback", "event_id": "Ev1", "event": "x"})),
         ("enterprise as a number", json.dumps({"type": "event_callback", "enterprise": 7, "event": {}})),
     ],
@@ -375,6 +380,74 @@ def test_property_no_unsigned_request_gets_a_5xx_or_acts(guarded_bot: RunningBot
         check()
     tripwire.assert_untouched()
     assert state(guarded_bot) == before
+
+
+_ODD = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def signed_odd_request(draw: st.DrawFn) -> str:
+    """Slack-shaped but odd: a known type, with any of the fields Bolt and the bot read replaced."""
+    payload: dict[str, Any] = {
+        "type": draw(st.sampled_from(["block_actions", "event_callback", "view_submission", "shortcut"])),
+        "user": {"id": "U0ONCALL1"},
+        "team": {"id": "T0SANDBOX"},
+        "trigger_id": "trig-1",
+        "actions": [{"action_id": "incident_ack", "value": "1", "action_ts": "1.2"}],
+        "event": {"type": "app_home_opened", "user": "U0ONCALL1", "tab": "home"},
+        "event_id": f"Ev{secrets.token_hex(4)}",
+    }
+    for name in draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "user",
+                    "team",
+                    "actions",
+                    "event",
+                    "view",
+                    "channel",
+                    "container",
+                    "enterprise",
+                    "trigger_id",
+                    "authorizations",
+                ]
+            ),
+            max_size=3,
+            unique=True,
+        )
+    ):
+        payload[name] = draw(_ODD)
+    for name in draw(st.lists(st.sampled_from(["action_id", "block_id", "value"]), max_size=2, unique=True)):
+        if (
+            isinstance(payload["actions"], list)
+            and payload["actions"]
+            and isinstance(payload["actions"][0], dict)
+        ):
+            payload["actions"][0][name] = draw(_ODD)
+    if payload["type"] == "event_callback":
+        return json.dumps(payload)
+    return "payload=" + quote(json.dumps(payload))
+
+
+def test_property_signed_but_odd_requests_never_get_a_5xx(bot: RunningBot) -> None:
+    with httpx.Client(base_url=bot.url, timeout=30) as client:
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @given(signed_odd_request())
+        def check(body: str) -> None:
+            kind = "application/json" if body.startswith("{") else FORM
+            response = client.post(
+                "/slack/events", content=body, headers={"Content-Type": kind, **sign(body)}
+            )
+            assert response.status_code < 500, (body, response.status_code, response.text)
+
+        check()
+        assert client.get("/readyz").status_code == 200
 
 
 # ------------------------------------------------------------------ /alertmanager
