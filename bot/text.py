@@ -28,7 +28,7 @@ _ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _MARKUP = str.maketrans({"*": "\u2217", "~": "\u223c", "`": "\u02cb"})
 # `_` opens or closes italics only at a word's edge; inside `vllm_high_latency` it is literal.
 _EDGE_UNDERSCORE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.~-])/(?:[^\s/:'\"`]+/)+([^\s/:'\"`]+)")
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.~/:-])/(?:[^\s/:'\"`]+/)+([^\s/:'\"`]+)")
 
 
 def escape(value: object) -> str:
