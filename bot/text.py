@@ -14,6 +14,7 @@ free mrkdwn text        `literal`    &<> entities; `*` -> U+2217, `~` -> U+223C,
                                      `_` -> U+FF3F unless inside a word (Slack ignores `a_b`)
 inside `*...*` (bold)   `bold`       the same, wrapped in `*`
 inside backticks        `code`       &<> entities; backtick -> U+02CB; line breaks -> space
+inside ```...```        `preformatted` &<> entities; backtick -> U+02CB
 plain_text, file title  `defuse`     a zero-width space after `<` (entities would show as typed)
 anything shown to users `strip_paths` absolute file paths -> their file name
 """
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["bold", "code", "defuse", "escape", "literal", "strip_paths", "truncate"]
+__all__ = ["bold", "code", "defuse", "escape", "literal", "preformatted", "strip_paths", "truncate"]
 
 _ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _MARKUP = str.maketrans({"*": "\u2217", "~": "\u223c", "`": "\u02cb"})
@@ -48,6 +49,11 @@ def bold(value: object) -> str:
 def code(value: object) -> str:
     """The inside of an inline code span (`` `...` ``); the caller adds the backticks."""
     return " ".join(escape(value).replace("`", "\u02cb").splitlines())
+
+
+def preformatted(value: object) -> str:
+    """The inside of a ```code block```: line breaks kept, no backtick to end it early."""
+    return escape(value).replace("`", "\u02cb")
 
 
 def defuse(value: object) -> str:

@@ -6,6 +6,6 @@ this module keeps the names Slack code already imports.
 
 from __future__ import annotations
 
-from bot.text import bold, code, defuse, escape, literal, strip_paths, truncate
+from bot.text import bold, code, defuse, escape, literal, preformatted, strip_paths, truncate
 
-__all__ = ["bold", "code", "defuse", "escape", "literal", "strip_paths", "truncate"]
+__all__ = ["bold", "code", "defuse", "escape", "literal", "preformatted", "strip_paths", "truncate"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.text import bold, code, defuse, escape, literal, strip_paths, truncate
+from bot.text import bold, code, defuse, escape, literal, preformatted, strip_paths, truncate
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,10 @@ def test_absolute_paths_become_file_names() -> None:
 
 def test_truncate_never_cuts_an_entity() -> None:
     assert truncate(escape("a" * 8 + "<b"), 11) == "a" * 8 + "…"
+
+
+def test_preformatted_block_cannot_be_ended_by_the_value() -> None:
+    assert (
+        preformatted('{"image": "x```<!channel>"}\nnext')
+        == '{"image": "x\u02cb\u02cb\u02cb&lt;!channel&gt;"}\nnext'
+    )
