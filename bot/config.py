@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    # App-level token (xapp-...): Slack over Socket Mode instead of POST /slack/events.
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
     channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_CHANNEL"))
     database_url: str = Field("sqlite:///incident-bot.db", validation_alias=_env("INCIDENT_BOT_DATABASE_URL"))
     webhook_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_WEBHOOK_TOKEN"))
