@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = ROOT / "manifests"
@@ -160,3 +163,18 @@ def all_renderings() -> list[Rendering]:
 
 def load_single(name: str) -> Any:
     return yaml.safe_load((MANIFESTS / name).read_text())
+
+
+class OnlyTheseSettings(Settings):
+    """Settings from the given values only: not from this process's environment or a .env."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)

@@ -22,8 +22,15 @@ from urllib.parse import urlparse
 
 import pytest
 
-from bot.config import Settings
-from tests.support.manifests import EVERYTHING, OVERLAYS, Doc, Rendering, load_single, rendering
+from tests.support.manifests import (
+    EVERYTHING,
+    OVERLAYS,
+    Doc,
+    OnlyTheseSettings,
+    Rendering,
+    load_single,
+    rendering,
+)
 
 HTTP_OVERLAYS = ("single", "ha")
 SQLITE_OVERLAYS = ("single", "socket-mode")
@@ -262,4 +269,7 @@ def test_socket_mode_takes_the_app_token_from_a_secret_and_lets_no_slack_in() ->
     assert reference["name"] not in secrets, "the HTTP overlays' Secret must not carry it"
     environment = r.environment()
     assert environment["SLACK_APP_TOKEN"].startswith("xapp-")
-    assert Settings.model_validate(environment).slack_app_token is not None
+    del environment["SLACK_SIGNING_SECRET"]  # not needed in Socket Mode
+    settings = OnlyTheseSettings.model_validate(environment)
+    settings.require_for_serve()
+    assert settings.socket_mode

@@ -40,7 +40,6 @@ import pytest
 import yaml
 from kubernetes_validate.utils import SchemaNotFoundError
 from pydantic import AliasChoices
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.actions.kubernetes import RBAC_REQUIREMENTS, RbacRule
@@ -54,6 +53,7 @@ from tests.support.manifests import (
     OVERLAYS,
     ROOT,
     Doc,
+    OnlyTheseSettings,
     Rendering,
     all_renderings,
     example_docs,
@@ -295,21 +295,6 @@ def test_rbac_is_bound_to_the_bots_service_account(name: str) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # The configuration the Deployment gets
-
-
-class OnlyTheseSettings(Settings):
-    """Settings from the given values only: not from this process's environment or a .env."""
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
 
 
 def settings_variables() -> set[str]:
