@@ -267,6 +267,27 @@ def test_retried_envelopes_are_acknowledged_and_act_once(
     assert [e["retry_attempt"] for e in socket.sent() if e["type"] == "events_api"] == [0, 1]
 
 
+def test_the_home_tab_event_and_its_modal_work_over_the_socket(
+    bot: RunningBot, slack: SlackStandIn, socket: SocketModeStandIn
+) -> None:
+    open_incident(bot, slack, pod="vllm-0", deployment="vllm-llama")
+    home = {"type": "app_home_opened", "user": ALICE.id, "channel": "D0ALICE", "tab": "home"}
+    socket.wait_for_ack(socket.events_api(json.loads(event_body(home))))
+    slack.wait_for("views.publish")
+    view = slack.home_view(ALICE.id)
+    assert view is not None
+    assert "INC-1" in json.dumps(view["blocks"])
+
+    trigger = slack.trigger_id()
+    body = block_actions_body(
+        "incident_open", user=ALICE, trigger_id=trigger, action_ts=f"{time.time():.6f}", view=view
+    )
+    socket.wait_for_ack(socket.interactive(json.loads(unquote(body.removeprefix("payload=")))))
+    (opened,) = slack.wait_for("views.open")
+    assert opened.params["trigger_id"] == trigger
+    assert "INC-1" in json.dumps(opened.params["view"])
+
+
 # ------------------------------------------------------------------ reconnects
 
 
