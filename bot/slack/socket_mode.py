@@ -38,8 +38,9 @@ logger = logging.getLogger(__name__)
 # slack-sdk's own messages about the connection (failed connects, stale sessions).
 sdk_logger = logging.getLogger("bot.slack.socket_mode.sdk")
 
-NETWORK_LOSS = "connection_lost"  # a new session without Slack having asked for one
-CLOSED_BY_SLACK = "closed"
+# The reason of a reconnect Slack did not announce with a `disconnect` message: a close frame,
+# a lost network or unanswered pings (slack-sdk reconnects on each; it does not say which).
+NETWORK_LOSS = "connection_lost"
 
 
 class SocketMode:
@@ -60,7 +61,7 @@ class SocketMode:
         self.reconnect_total = 0
         self._reconnects = Counter(
             "incident_bot_slack_socket_reconnects",
-            "Socket Mode reconnections, by reason (Slack's disconnect reason, closed, connection_lost)",
+            "Socket Mode reconnections, by reason (Slack's disconnect reason, else connection_lost)",
             ["reason"],
             registry=registry,
         )
@@ -150,8 +151,8 @@ class SocketMode:
             logger.info("Slack asked to reconnect the socket", extra={"reason": reason})
 
     async def _on_close(self, message: WSMessage) -> None:
-        self._pending_reason = self._pending_reason or CLOSED_BY_SLACK
-        logger.warning("Slack closed the socket; reconnecting", extra={"code": message.data})
+        # slack-sdk calls this after it has reconnected, so it only logs.
+        logger.warning("Slack closed the socket; reconnected", extra={"code": message.data})
 
     def _greeted(self, hello: dict[str, Any]) -> None:
         assert self._handler is not None

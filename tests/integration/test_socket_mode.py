@@ -172,7 +172,10 @@ def test_apps_connections_open_takes_only_the_app_level_token(
 
 
 def test_a_start_while_slack_refuses_the_token_keeps_serving_alerts_and_retries(
-    settings_for: Callable[..., Settings], slack: SlackStandIn, socket: SocketModeStandIn
+    settings_for: Callable[..., Settings],
+    slack: SlackStandIn,
+    socket: SocketModeStandIn,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     settings = settings_for(
         slack_app_token="xapp-1-revoked", slack_signing_secret=None, slack_ping_interval=0.2
@@ -183,6 +186,8 @@ def test_a_start_while_slack_refuses_the_token_keeps_serving_alerts_and_retries(
         assert readyz(bot)["slack"]["state"] == "connecting"
         assert bot.post_alert(notification(alert(pod="vllm-0"))).status_code == 200
         assert metric(bot, "incident_bot_slack_socket_connected") == 0.0
+    assert "invalid_auth" in caplog.text, "the refusal is logged"
+    assert "xapp-1-revoked" not in caplog.text, "the token is not"
 
 
 def test_without_a_signing_secret_http_events_are_refused_in_socket_mode(bot: RunningBot) -> None:
