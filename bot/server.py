@@ -20,7 +20,7 @@ import anyio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 
-from bot import __version__, api, webhook
+from bot import __version__, api, models_api, webhook
 from bot.actions.executor import ActionExecutor
 from bot.actions.flows import ActionFlows
 from bot.actions.groups import UserGroups
@@ -32,6 +32,8 @@ from bot.db import create_db_engine, init_schema
 from bot.diagnostics import PrometheusMetrics
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
+from bot.kpis.models_file import ModelsFile
+from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -48,6 +50,9 @@ from bot.slack.documents import PostmortemPoster
 __all__ = ["Services", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds Prometheus may spend on one KPI query (server-side timeout too).
+KPI_QUERY_TIMEOUT = 10.0
 
 
 @dataclass
@@ -69,6 +74,7 @@ class Services:
     actions: ActionFlows | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
+    kpis: KpiService | None = None
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -113,6 +119,7 @@ class BotConfig:
     router: Router
     runbooks: RunbookSet
     policy: Policy
+    models: ModelsFile = field(default_factory=ModelsFile)
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
@@ -120,6 +127,7 @@ class BotConfig:
             router=Router.load(settings.routing_file, default_channel=settings.channel),
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
+            models=ModelsFile.load(settings.models_file),
         )
 
 
@@ -150,6 +158,13 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         prometheus=PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None,
         workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
         silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
+    )
+    services.kpis = KpiService(
+        PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+        engine,
+        config.models,
     )
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
@@ -215,6 +230,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                 await services.silences.aclose()
             if services.prometheus is not None:
                 services.prometheus.close()
+            if services.kpis is not None:
+                services.kpis.close()
             if services.workloads is not None:
                 services.workloads.close()
             services.engine.dispose()
@@ -230,5 +247,6 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     )
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(models_api.router)
     app.include_router(slack_app.router)
     return app

@@ -1,0 +1,247 @@
+"""Per-model KPIs against a real Prometheus scraping model servers whose counters grow like
+real ones: vLLM and Triton names, one model down for part of the window, one with a drift
+gauge, one costed by the shipped recording rule, one by GPU-hours times a price. Every
+expected figure is worked out from what the exporters serve (their rates, the bucket every
+latency falls in, the scrapes they answered), and read back through `GET /api/models`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from bot.sandbox.slack_api import SlackStandIn
+from tests.support.botserver import make_settings, run_bot
+from tests.support.kpi_exporters import ServingTarget, constant, triton_metrics, vllm_metrics
+from tests.support.promstack import PrometheusServer, poll_until, start_prometheus
+
+RULES = Path(__file__).resolve().parents[2] / "manifests" / "prometheus-rules.yaml"
+
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
+RESNET = "resnet50"
+LLAMA_POD = "vllm-llama-7c9d5b6f48-2xkqp"
+MISTRAL_POD = "vllm-mistral-5f6b8d9c7d-hn4vx"
+TRITON_POD = "triton-vision-6b7d8c9f5d-p4x2z"
+GPU_PRICE = 3.0
+WINDOW = 15  # seconds: the KPI window of these tests
+
+MODELS_FILE = f"""
+models:
+  - model: {LLAMA}
+    namespace: llm-prod
+    display_name: Llama chat
+    owners: [U0LLAMA1, S0LLMTEAM]
+    owners_channel: C0LLMOWNERS
+    slo: {{uptime_pct: 99.5, latency_p99_seconds: 0.5}}
+    gpu_hour_usd: {GPU_PRICE}
+  - model: {RESNET}
+    slo: {{uptime_pct: 99}}
+"""
+
+
+def cost_rules() -> str:
+    """The shipped cost recording rules, as a plain rules file, with their 5-minute rate
+    shortened to 4 seconds so the test need not wait 5 minutes for a full rate window."""
+    document = next(
+        d for d in yaml.safe_load_all(RULES.read_text()) if d and d.get("kind") == "PrometheusRule"
+    )
+    group = next(g for g in document["spec"]["groups"] if g["name"] == "inference-cost")
+    rules = [{**r, "expr": r["expr"].replace("[5m]", "[4s]")} for r in group["rules"] if "record" in r]
+    assert all("[4s]" in r["expr"] for r in rules if r["record"] == "model:inference_cost_usd_per_1k:rate5m")
+    return yaml.safe_dump({"groups": [{"name": "inference-cost", "interval": "1s", "rules": rules}]})
+
+
+@dataclass
+class Fleet:
+    prometheus: PrometheusServer
+    llama: ServingTarget
+    mistral: ServingTarget
+    triton: ServingTarget
+    drift: ServingTarget
+    down_from: float
+    down_until: float
+    measured_at: float
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    gpu = (
+        'kube_pod_container_resource_requests{{namespace="llm-prod",pod="{pod}",container="vllm",'
+        'resource="nvidia_com_gpu",unit="integer"}} {n}\n'
+    )
+    llama = ServingTarget(
+        [
+            vllm_metrics(
+                model=LLAMA,
+                namespace="llm-prod",
+                pod=LLAMA_POD,
+                ok_rate=9,
+                error_rate=1,
+                latency_bucket=(0.5, 0.8),
+            ),
+            constant(gpu.format(pod=LLAMA_POD, n=2)),
+        ]
+    ).start()
+    mistral = ServingTarget(
+        [
+            vllm_metrics(
+                model=MISTRAL,
+                namespace="llm-prod",
+                pod=MISTRAL_POD,
+                ok_rate=6,
+                error_rate=0,
+                latency_bucket=(1.0, 1.5),
+            ),
+            # OpenCost: one GPU of a node priced at 4 USD per GPU-hour.
+            constant(
+                f'container_gpu_allocation{{namespace="llm-prod",pod="{MISTRAL_POD}",container="vllm",'
+                'node="gpu-node-a"} 1\n'
+                'node_gpu_hourly_cost{node="gpu-node-a",instance="gpu-node-a"} 4\n'
+            ),
+        ]
+    ).start()
+    triton = ServingTarget(
+        [
+            triton_metrics(
+                model=RESNET,
+                version="2",
+                namespace="vision-prod",
+                pod=TRITON_POD,
+                ok_rate=20,
+                failure_rate=5,
+                first_response_bucket_ms=(100, 500),
+            )
+        ]
+    ).start()
+    drift = ServingTarget(
+        [
+            constant(
+                f'ml_feature_drift_score{{model_name="{LLAMA}",model_version="v14",'
+                'feature="prompt_length",method="psi",reference="train"} 0.12\n'
+                f'ml_feature_drift_score{{model_name="{LLAMA}",model_version="v14",'
+                'feature="language",method="jsd",reference="train"} 0.31\n'
+            )
+        ]
+    ).start()
+    workdir = tmp_path_factory.mktemp("kpi-prometheus")
+    prometheus = start_prometheus(
+        workdir, scrape_targets=[t.target for t in (llama, mistral, triton, drift)], rules=cost_rules()
+    )
+    try:
+        prometheus.wait_for_targets_up()
+        time.sleep(5 + WINDOW / 3)  # 5s more: the cost rule's 4s rate is full before the window
+        triton.down = True
+        down_from = time.time()
+        time.sleep(WINDOW / 3)
+        triton.down = False
+        down_until = time.time()
+        poll_until(
+            lambda: triton.scrapes[-1].ok and len(prometheus.query("up == 1")) == 4,
+            timeout=20,
+            what="triton back",
+        )
+        time.sleep(WINDOW / 3 - 1)
+        yield Fleet(prometheus, llama, mistral, triton, drift, down_from, down_until, time.time())
+    finally:
+        prometheus.stop()
+        for target in (llama, mistral, triton, drift):
+            target.stop()
+
+
+@pytest.fixture
+def bot_url(fleet: Fleet, tmp_path: Path) -> Iterator[str]:
+    models = tmp_path / "models.yaml"
+    models.write_text(MODELS_FILE)
+    with (
+        SlackStandIn() as slack,
+        run_bot(
+            make_settings(tmp_path, slack.url, prometheus_url=fleet.prometheus.url, models_file=models)
+        ) as bot,
+    ):
+        yield bot.url
+
+
+def by_model(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {m["model"]: m for m in body["models"]}
+
+
+def test_every_served_model_is_found_with_its_namespace_and_deployment(fleet: Fleet, bot_url: str) -> None:
+    body = httpx.get(f"{bot_url}/api/models", params={"window": f"{WINDOW}s"}, timeout=30).json()
+    models = by_model(body)
+    assert set(models) == {LLAMA, MISTRAL, RESNET}
+    assert (models[LLAMA]["namespace"], models[LLAMA]["deployment"], models[LLAMA]["server"]) == (
+        "llm-prod",
+        "vllm-llama",
+        "vllm",
+    )
+    assert (models[RESNET]["namespace"], models[RESNET]["deployment"], models[RESNET]["version"]) == (
+        "vision-prod",
+        "triton-vision",
+        "2",
+    )
+    assert models[LLAMA]["display_name"] == "Llama chat"
+    assert models[LLAMA]["owners"] == ["U0LLAMA1", "S0LLMTEAM"]
+
+
+def test_kpis_match_what_the_exporters_served(fleet: Fleet, bot_url: str) -> None:
+    end = time.time()
+    body = httpx.get(f"{bot_url}/api/models", params={"window": f"{WINDOW}s"}, timeout=30).json()
+    models = by_model(body)
+    llama, mistral, resnet = models[LLAMA], models[MISTRAL], models[RESNET]
+
+    # Up the whole time: 100%. Triton answered 503 for a while: its share of good scrapes.
+    assert llama["uptime_pct"] == 100
+    expected = fleet.triton.uptime_share(end - WINDOW, end) * 100
+    assert expected < 90  # the outage is inside the window
+    assert resnet["uptime_pct"] == pytest.approx(expected, abs=100 * 2 / WINDOW)
+
+    # Every latency in the (0.5, 0.8] bucket: p99 = 0.5 + 0.99 * 0.3. Triton's (100, 500] ms.
+    assert llama["latency_p99_seconds"] == pytest.approx(0.5 + 0.99 * 0.3)
+    assert mistral["latency_p99_seconds"] == pytest.approx(1.0 + 0.99 * 0.5)
+    assert resnet["latency_p99_seconds"] == pytest.approx((100 + 0.99 * 400) / 1000)
+
+    # 9 stopped + 1 errored per second; Triton 20 ok + 5 failed (counted apart).
+    assert llama["requests_per_second"] == pytest.approx(10, rel=0.03)
+    assert llama["error_ratio"] == pytest.approx(0.1, rel=0.03)
+    assert mistral["error_ratio"] == 0
+    assert resnet["error_ratio"] == pytest.approx(0.2, rel=0.03)
+
+    # Mistral: the shipped recording rule, 4 USD/GPU-h over 6 req/s = 4 / (6 * 3.6) USD per 1k.
+    assert mistral["cost_per_1k_usd"] == pytest.approx(4 / (6 * 3.6), rel=0.03)
+    # Llama: no cost metric; 2 GPUs x 3 USD/h over 10 req/s, per 1k requests.
+    assert llama["cost_per_1k_usd"] == pytest.approx(2 * GPU_PRICE / 3600 / 10 * 1000, rel=0.1)
+    # Triton: neither a cost metric nor a price.
+    assert resnet["cost_per_1k_usd"] is None
+    assert "gpu_hour_usd" in resnet["unavailable"]["cost_per_1k_usd"]
+
+    # The highest drift score of the model's features; none exported for the others.
+    assert llama["drift_score"] == pytest.approx(0.31)
+    assert mistral["drift_score"] is None
+    assert "drift" in mistral["unavailable"]["drift_score"]
+
+    # SLOs from the models file: llama's p99 0.797 s breaks its 0.5 s target.
+    assert llama["slo_breaches"] == ["p99 latency 0.797s > 0.5s"]
+    assert resnet["slo_breaches"]
+    assert resnet["slo_breaches"][0].startswith("uptime ")
+    assert resnet["incidents"] == 0
+    assert resnet["mtta_seconds"] is None
+
+
+def test_one_model_by_name_and_errors(fleet: Fleet, bot_url: str) -> None:
+    one = httpx.get(f"{bot_url}/api/models/{LLAMA}", params={"window": f"{WINDOW}s"}, timeout=30)
+    assert one.status_code == 200
+    assert one.json()["model"] == LLAMA
+    assert one.json()["window"] == f"{WINDOW}s"
+    missing = httpx.get(f"{bot_url}/api/models/no-such-model", timeout=30)
+    assert missing.status_code == 404
+    assert "no-such-model" in missing.json()["error"]
+    bad = httpx.get(f"{bot_url}/api/models", params={"window": "7 days"}, timeout=30)
+    assert bad.status_code == 422
+    assert "'7 days'" in bad.json()["error"]
