@@ -46,6 +46,7 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.kpi_listeners import register_kpi_listeners
 
 __all__ = ["Services", "create_app"]
 
@@ -159,13 +160,14 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
         silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
     )
-    services.kpis = KpiService(
+    kpis = KpiService(
         PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
         if settings.prometheus_url
         else None,
         engine,
         config.models,
     )
+    services.kpis = kpis
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
     services.actions = ActionFlows(
@@ -191,6 +193,7 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     outbox.handlers.update(executor.handlers())
     services.slack = build_slack_app(services)
     register_action_listeners(services.slack, services.actions)
+    register_kpi_listeners(services.slack, kpis, chat)
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())

@@ -27,9 +27,10 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from bot.diagnostics.prometheus import Metrics, Series
+from bot.diagnostics.prometheus import Metrics, Series, auto_step
 from bot.errors import BotError
-from bot.kpis.discovery import ModelRef, models_from_series
+from bot.kpis.chart import CHART_POINTS, chart_rate_range, render_kpi_chart
+from bot.kpis.discovery import ModelRef, model_name, models_from_series
 from bot.kpis.incident_stats import incident_stats, load_incidents
 from bot.kpis.models_file import KPI_NAMES, ModelsFile
 from bot.kpis.queries import COST_METRIC, DRIFT_QUERY, SERVERS, Server, render, render_override
@@ -125,6 +126,33 @@ class KpiService:
         with self._lock:
             self._cache[window.text] = (self._clock() + ttl, report)
         return report
+
+    def chart_png(self, card: Scorecard, window: Window) -> bytes | None:
+        """Blocking: a PNG of the model's latency p99 and error ratio over the window, or
+        None when Prometheus is not configured or the model has no server series.
+        Raises `GraphsUnavailable` without matplotlib and `UpstreamError` when Prometheus fails."""
+        queries = chart_queries(card)
+        server = next((s for s in SERVERS if s.name == card.server), None)
+        if self.metrics is None or queries is None or server is None:
+            return None
+        end = datetime.now(UTC)
+        start = end - window.timedelta
+        step = auto_step(start, end, points=CHART_POINTS)
+        rate_window = Window("chart", chart_rate_range(step))
+        key_value = card.model
+        found: list[list[Series]] = []
+        for template in queries:
+            series = self.metrics.query_range(render(template, server, rate_window), start, end, step)
+            found.append(
+                [
+                    s
+                    for s in series
+                    if s.labels.get(server.namespace_label, "") == card.namespace
+                    and model_name(server, s.labels.get(server.model_label, "")) == key_value
+                ]
+            )
+        title = f"{card.display_name} ({card.namespace}) over {window.text}"
+        return render_kpi_chart(title, found[0], found[1], start=start, end=end)
 
     # ------------------------------------------------------------------ computing
 
@@ -357,3 +385,19 @@ class KpiService:
 def _max_value(series: list[Series]) -> float | None:
     values = [s.last for s in series if s.last is not None and math.isfinite(s.last)]
     return max(values) if values else None
+
+
+def chart_queries(card: Scorecard) -> tuple[str, str] | None:
+    """Range-query PromQL for a model's latency p99 and error ratio, `{r}` for the rate range."""
+    server = next((s for s in SERVERS if s.name == card.server), None)
+    if server is None:
+        return None
+    latency = server.latency_p99 or "vector(0) * 0 > 1"
+    total = server.requests
+    if server.errors is None:
+        errors = "vector(0) * 0 > 1"
+    elif server.errors_counted_apart:
+        errors = f"({server.errors}) / on ({{by}}) (({total}) + on ({{by}}) ({server.errors}))"
+    else:
+        errors = f"({server.errors}) / on ({{by}}) ({total})"
+    return latency, errors

@@ -17,7 +17,9 @@ import pytest
 import yaml
 
 from bot.sandbox.slack_api import SlackStandIn
-from tests.support.botserver import make_settings, run_bot
+from tests.support.botserver import RunningBot, make_settings, run_bot, wait_until
+from tests.support.payloads import alert, notification
+from tests.support.slack_requests import SlackSender
 from tests.support.kpi_exporters import ServingTarget, constant, triton_metrics, vllm_metrics
 from tests.support.promstack import PrometheusServer, poll_until, start_prometheus
 
@@ -155,17 +157,29 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             target.stop()
 
 
+@dataclass
+class Bot:
+    running: RunningBot
+    slack: SlackStandIn
+
+    @property
+    def url(self) -> str:
+        return self.running.url
+
+
 @pytest.fixture
-def bot_url(fleet: Fleet, tmp_path: Path) -> Iterator[str]:
+def kpi_bot(fleet: Fleet, tmp_path: Path) -> Iterator[Bot]:
     models = tmp_path / "models.yaml"
     models.write_text(MODELS_FILE)
-    with (
-        SlackStandIn() as slack,
-        run_bot(
-            make_settings(tmp_path, slack.url, prometheus_url=fleet.prometheus.url, models_file=models)
-        ) as bot,
-    ):
-        yield bot.url
+    with SlackStandIn() as slack:
+        settings = make_settings(tmp_path, slack.url, prometheus_url=fleet.prometheus.url, models_file=models)
+        with run_bot(settings) as bot:
+            yield Bot(bot, slack)
+
+
+@pytest.fixture
+def bot_url(kpi_bot: Bot) -> str:
+    return kpi_bot.url
 
 
 def by_model(body: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -245,3 +259,53 @@ def test_one_model_by_name_and_errors(fleet: Fleet, bot_url: str) -> None:
     bad = httpx.get(f"{bot_url}/api/models", params={"window": "7 days"}, timeout=30)
     assert bad.status_code == 422
     assert "'7 days'" in bad.json()["error"]
+
+
+def test_model_lists_every_model_in_slack(kpi_bot: Bot) -> None:
+    sender = SlackSender(kpi_bot.url, kpi_bot.slack)
+    sent = sender.command(f"{WINDOW}s", command="/model")
+    assert sent.response.status_code == 200
+    text = sender.answer(sent)
+    assert f"3 models* over the last {WINDOW}s" in text
+    for name in (LLAMA, MISTRAL, RESNET):
+        assert name in text
+    assert "p99 797 ms" in text  # llama, every latency in the (0.5, 0.8] bucket
+
+
+def test_model_scorecard_with_trend_slo_incident_and_chart(kpi_bot: Bot) -> None:
+    # An open critical incident about the model, as Alertmanager would post it.
+    posted = kpi_bot.running.post_alert(
+        notification(
+            alert("VLLMHighE2ELatency", model_name=LLAMA, namespace="llm-prod"),
+            group_key='{}:{alertname="VLLMHighE2ELatency", model_name="llama"}',
+        )
+    )
+    assert posted.status_code == 200
+    sender = SlackSender(kpi_bot.url, kpi_bot.slack)
+    started = time.monotonic()
+    sent = sender.command(f"Llama-3.1-8B-Instruct {WINDOW}s", command="/model")
+    text = sender.answer(sent)
+    assert time.monotonic() - started < 3.0  # answered within Slack's 3 seconds
+    assert "*Llama chat* (llm-prod/meta-llama/Llama-3.1-8B-Instruct)" in text
+    assert "p99 latency *797 ms*" in text
+    assert "SLO ≤ 500 ms :x:" in text  # the models file's 0.5 s target, missed
+    assert "uptime *100.00%*" in text
+    assert "SLO ≥ 99.5% :white_check_mark:" in text
+    assert "drift score *0.31*" in text
+    assert "cost per 1k requests *$0.167*" in text
+    assert "deployment: llm-prod/vllm-llama" in text
+    assert "incidents *1*" in text
+    assert "INC-1 critical · triggered" in text
+    # The window before lay (mostly) before the exporters started: said, not made up.
+    assert "from" in text or "no previous window" in text
+    upload = wait_until(lambda: kpi_bot.slack.uploads(), timeout=30, message="the KPI chart")[0]
+    assert upload.filename.endswith(".png")
+    assert upload.data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_model_command_errors_are_said_plainly(kpi_bot: Bot) -> None:
+    sender = SlackSender(kpi_bot.url, kpi_bot.slack)
+    unknown = sender.command("no-such-model", command="/model")
+    assert "No model named no-such-model" in sender.answer(unknown)
+    typo = sender.command("llama 7 days", command="/model")
+    assert "'days' is not a Prometheus duration" in typo.response.text
