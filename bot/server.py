@@ -30,8 +30,10 @@ from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
 from bot.db import create_db_engine, init_schema
 from bot.diagnostics import PrometheusMetrics
+from bot.errors import ConfigError
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
+from bot.kpis.digest import DigestSchedule, run_digest_schedule
 from bot.kpis.models_file import ModelsFile
 from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
@@ -46,6 +48,7 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.kpi_digest import KpiDigestPoster
 from bot.slack.kpi_listeners import register_kpi_listeners
 
 __all__ = ["Services", "create_app"]
@@ -111,6 +114,16 @@ def connect_workloads(settings: Settings) -> Workloads | None:
     return None
 
 
+def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
+    """The KPI digest's schedule, checked at start (a typo stops `serve` naming the variable)."""
+    if not settings.kpi_digest:
+        return None
+    schedule = DigestSchedule.parse(settings.kpi_digest)
+    if not (settings.kpi_channel or settings.channel):
+        raise ConfigError("INCIDENT_BOT_KPI_DIGEST is set but no channel: set INCIDENT_BOT_KPI_CHANNEL")
+    return schedule
+
+
 @dataclass(frozen=True)
 class BotConfig:
     """The files the bot is configured with, loaded and validated before anything starts,
@@ -121,6 +134,7 @@ class BotConfig:
     runbooks: RunbookSet
     policy: Policy
     models: ModelsFile = field(default_factory=ModelsFile)
+    digest: DigestSchedule | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
@@ -129,6 +143,7 @@ class BotConfig:
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
             models=ModelsFile.load(settings.models_file),
+            digest=load_digest_schedule(settings),
         )
 
 
@@ -194,6 +209,9 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     services.slack = build_slack_app(services)
     register_action_listeners(services.slack, services.actions)
     register_kpi_listeners(services.slack, kpis, chat)
+    digest_channel = settings.kpi_channel or settings.channel
+    if digest_channel:
+        outbox.handlers.update(KpiDigestPoster(kpis, chat, digest_channel).handlers())
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
@@ -217,6 +235,18 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                     name="prune",
                 )
             )
+            if config.digest is not None:
+                services.tasks.append(
+                    asyncio.create_task(
+                        run_digest_schedule(
+                            services.engine,
+                            config.digest,
+                            worker=services.outbox.worker_id,
+                            wake=services.outbox.wake,
+                        ),
+                        name="kpi-digest",
+                    )
+                )
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield

@@ -18,10 +18,10 @@ import yaml
 
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import RunningBot, make_settings, run_bot, wait_until
-from tests.support.payloads import alert, notification
-from tests.support.slack_requests import SlackSender
 from tests.support.kpi_exporters import ServingTarget, constant, triton_metrics, vllm_metrics
+from tests.support.payloads import alert, notification
 from tests.support.promstack import PrometheusServer, poll_until, start_prometheus
+from tests.support.slack_requests import SlackSender
 
 RULES = Path(__file__).resolve().parents[2] / "manifests" / "prometheus-rules.yaml"
 
@@ -309,3 +309,49 @@ def test_model_command_errors_are_said_plainly(kpi_bot: Bot) -> None:
     assert "No model named no-such-model" in sender.answer(unknown)
     typo = sender.command("llama 7 days", command="/model")
     assert "'days' is not a Prometheus duration" in typo.response.text
+
+
+def test_digest_goes_out_once_per_schedule_point_across_replicas_and_a_restart(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    models = tmp_path / "models.yaml"
+    models.write_text(MODELS_FILE)
+    with SlackStandIn() as slack:
+        slack.add_channel("model-kpis", channel_id="C0KPIS")
+        settings = make_settings(
+            tmp_path,
+            slack.url,
+            prometheus_url=fleet.prometheus.url,
+            models_file=models,
+            kpi_digest="every 10s",
+            kpi_channel="C0KPIS",
+        )
+
+        def digests() -> list[str]:
+            return [
+                (m.metadata or {}).get("event_payload", {}).get("kpi_digest", "")
+                for m in slack.messages("C0KPIS")
+                if "Model KPIs" in m.text
+            ]
+
+        # Two replicas on one database: the schedule point that has just passed, then the next.
+        with run_bot(settings) as first, run_bot(settings) as second:
+            assert first.url != second.url
+            wait_until(lambda: len(digests()) >= 1, timeout=20, message="the first digest")
+            wait_until(lambda: len(digests()) >= 2, timeout=30, message="the second digest")
+        # A restart within the same schedule point posts nothing more for it; the next one once.
+        with run_bot(settings):
+            time.sleep(3)
+            assert len(digests()) == 2
+            wait_until(lambda: len(digests()) >= 3, timeout=30, message="the digest after the restart")
+            time.sleep(2)  # room for a duplicate to show up, if there were one
+        points = digests()
+        assert len(points) == 3
+        assert len(set(points)) == 3
+        assert all(p.startswith("every 10s@") for p in points)
+        # SLO breaches first: llama's p99 of 797 ms misses its 500 ms target.
+        text = "\n".join(b["text"]["text"] for b in slack.messages("C0KPIS")[-1].blocks if b.get("text"))
+        assert "breaching an SLO" in text
+        sections = [b["text"]["text"] for b in slack.messages("C0KPIS")[-1].blocks if b["type"] == "section"]
+        assert "Llama chat" in sections[1]
+        assert "p99 latency 0.797s &gt; 0.5s" in sections[1]  # ">" escaped for mrkdwn
