@@ -19,6 +19,7 @@ from datetime import timedelta
 import anyio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot import __version__, api, models_api, webhook
 from bot.actions.executor import ActionExecutor
@@ -35,6 +36,7 @@ from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
 from bot.kpis.digest import DigestSchedule, run_digest_schedule
 from bot.kpis.models_file import ModelsFile
+from bot.kpis.owner_routing import OwnerRouter
 from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
@@ -50,6 +52,7 @@ from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
 from bot.slack.kpi_digest import KpiDigestPoster
 from bot.slack.kpi_listeners import register_kpi_listeners
+from bot.slack.kpi_owner_notices import OwnerNotices
 
 __all__ = ["Services", "create_app"]
 
@@ -79,6 +82,15 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
     kpis: KpiService | None = None
+    owner_notices: OwnerNotices | None = None
+
+    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
+        """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
+        owners' mention on a model's drift or quality incident."""
+        count = self.enrichment.on_open(session, incident, labels)
+        if self.owner_notices is not None:
+            count += self.owner_notices.on_open(session, incident, labels)
+        return count
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -138,11 +150,14 @@ class BotConfig:
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
+        models = ModelsFile.load(settings.models_file)
         return cls(
-            router=Router.load(settings.routing_file, default_channel=settings.channel),
+            router=OwnerRouter.wrap(
+                Router.load(settings.routing_file, default_channel=settings.channel), models
+            ),
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
-            models=ModelsFile.load(settings.models_file),
+            models=models,
             digest=load_digest_schedule(settings),
         )
 
@@ -183,6 +198,7 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         config.models,
     )
     services.kpis = kpis
+    services.owner_notices = OwnerNotices(config.models)
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
     services.actions = ActionFlows(
