@@ -210,10 +210,12 @@ class KpiService:
             problems.append("Prometheus is not configured (PROMETHEUS_URL): KPIs from metrics are off")
         cards: dict[tuple[str, str], Scorecard] = {}
         refs: dict[tuple[str, str], ModelRef] = {}
+        unseen_reason = "no series for this model in Prometheus over the window"
         for server in SERVERS:
             series, why = plan[(server.name, "discovery", False)].result(timeout_text)
             if why and why not in problems:
                 problems.append(why)
+                unseen_reason = f"models could not be discovered: {why}"
             for ref in models_from_series(server, series or []):
                 refs[ref.key] = ref
                 cards[ref.key] = Scorecard(
@@ -235,7 +237,7 @@ class KpiService:
             found_server = next((s for s in SERVERS if s.name == card.server), None)
             for previous in _PERIODS:
                 values, missing = self._kpis(
-                    plan, found_server, found_ref, card, window, previous, timeout_text
+                    plan, found_server, found_ref, card, window, previous, timeout_text, unseen_reason
                 )
                 target = card.previous if previous else card.values
                 target.update(values)
@@ -288,12 +290,13 @@ class KpiService:
         window: Window,
         previous: bool,
         timeout_text: str,
+        unseen_reason: str,
     ) -> tuple[dict[str, float | None], dict[str, str]]:
         values: dict[str, float | None] = {}
         missing: dict[str, str] = {}
         if server is None or ref is None:
             for kpi in KPI_NAMES:
-                missing[kpi] = "no series for this model in Prometheus over the window"
+                missing[kpi] = unseen_reason
             drift, why = self._lookup(
                 plan, ("*", "drift", previous), card.model, None, "model_name", timeout_text
             )

