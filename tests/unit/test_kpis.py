@@ -212,3 +212,11 @@ def test_digest_puts_breaches_first() -> None:
     text = text_of(digest_message(report(fine, breaching)))
     assert "2 models, 1 breaching an SLO" in text
     assert text.index("Llama chat") < text.index("a-fine-model")
+
+
+def test_the_example_models_file_is_valid() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[2] / "manifests" / "models.example.yaml"
+    models = ModelsFile.load(example)
+    assert [s.model for s in models.specs] == ["meta-llama/Llama-3.1-8B-Instruct", "resnet50"]

@@ -56,7 +56,8 @@ SLACK_PATH = "/slack/events"
 SLACK_MANIFEST = "slack-app-manifest.yaml"
 ALERTMANAGER_CONFIG = "alertmanager-receiver.example.yaml"
 POLICY_EXAMPLE = "policy.example.yaml"
-NOT_KUBERNETES = {SLACK_MANIFEST, ALERTMANAGER_CONFIG, POLICY_EXAMPLE}
+MODELS_EXAMPLE = "models.example.yaml"
+NOT_KUBERNETES = {SLACK_MANIFEST, ALERTMANAGER_CONFIG, POLICY_EXAMPLE, MODELS_EXAMPLE}
 
 
 @dataclass(frozen=True)
