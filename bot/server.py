@@ -224,7 +224,7 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     outbox.handlers.update(executor.handlers())
     services.slack = build_slack_app(services)
     register_action_listeners(services.slack, services.actions)
-    register_kpi_listeners(services.slack, kpis, chat)
+    register_kpi_listeners(services.slack, kpis, chat, services.workloads)
     digest_channel = settings.kpi_channel or settings.channel
     if digest_channel:
         outbox.handlers.update(KpiDigestPoster(kpis, chat, digest_channel).handlers())

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot.actions.kubernetes import Revision
 from bot.kpis.scorecard import HIGHER_IS_BETTER, Scorecard
 from bot.kpis.service import KpiReport
-from bot.slack.blocks import Message
+from bot.slack.blocks import Message, slack_date
 from bot.slack.mrkdwn import escape, truncate
 
 __all__ = ["MODEL_USAGE", "digest_message", "model_list", "scorecard_message", "scorecard_text"]
@@ -144,12 +145,20 @@ def scorecard_text(card: Scorecard) -> str:
     return "\n".join(lines)
 
 
-def scorecard_message(card: Scorecard, report: KpiReport) -> Message:
+def scorecard_message(
+    card: Scorecard, report: KpiReport, *, rollout: Revision | None = None, rollout_note: str | None = None
+) -> Message:
     head = f"{_name(card)} over the last {escape(report.window.text)}"
     where = [f"server: {escape(card.server or 'not seen in Prometheus')}"]
     if card.deployment:
         where.append(f"deployment: {escape(card.namespace)}/{escape(card.deployment)}")
-    where.append(f"model version: {escape(card.version) if card.version else 'not exported'}")
+    version = card.version or (rollout.model_version if rollout else None)
+    where.append(f"model version: {escape(version) if version else 'not known'}")
+    if rollout is not None:
+        when = slack_date(rollout.created_at) if rollout.created_at else "at an unknown time"
+        where.append(f"last rollout: revision {rollout.revision}, {when}")
+    elif rollout_note:
+        where.append(f"last rollout: not known ({escape(rollout_note)})")
     blocks: list[dict[str, Any]] = [
         _section(head),
         _context(" · ".join(where)),

@@ -17,8 +17,10 @@ from typing import Any
 import anyio
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
+from bot.actions.kubernetes import Revision, Workloads
 from bot.diagnostics.graph import GraphsUnavailable
 from bot.errors import BotError, UpstreamError
+from bot.kpis.scorecard import Scorecard
 from bot.kpis.service import KpiReport, KpiService
 from bot.kpis.window import Window, WindowError
 from bot.slack import replies
@@ -77,7 +79,29 @@ def _ephemeral(message: Message) -> dict[str, Any]:
     }
 
 
-def register_kpi_listeners(slack: SlackApp, kpis: KpiService, chat: SlackChat) -> None:
+async def last_rollout(workloads: Workloads | None, card: Scorecard) -> tuple[Revision | None, str | None]:
+    """The deployment's current revision (when it was rolled out, which model version), or why not."""
+    if workloads is None:
+        return None, None
+    if card.server is None or not card.deployment or "," in card.deployment:
+        return None, None
+    name = card.deployment
+    try:
+        with anyio.fail_after(SLASH_BUDGET_SECONDS):
+            revisions = await anyio.to_thread.run_sync(
+                lambda: workloads.history(card.namespace, name), abandon_on_cancel=True
+            )
+    except TimeoutError:
+        return None, "the Kubernetes API did not answer in time"
+    except BotError as exc:
+        return None, exc.message
+    current = [r for r in revisions if r.current] or revisions[-1:]
+    return (current[-1] if current else None), None
+
+
+def register_kpi_listeners(
+    slack: SlackApp, kpis: KpiService, chat: SlackChat, workloads: Workloads | None = None
+) -> None:
     async def model_command(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
     ) -> None:
@@ -107,7 +131,10 @@ def register_kpi_listeners(slack: SlackApp, kpis: KpiService, chat: SlackChat) -
             places = ", ".join(f"`{escape(c.namespace)}/{escape(c.model)}`" for c in found)
             raise BotError(f"{escape(query.name)} is served in several places: {places}. Name one of them.")
         card = found[0]
-        await respond(**_ephemeral(scorecard_message(card, report)))
+        rollout, rollout_note = await last_rollout(workloads, card)
+        await respond(
+            **_ephemeral(scorecard_message(card, report, rollout=rollout, rollout_note=rollout_note))
+        )
         try:
             with anyio.fail_after(CHART_TIMEOUT_SECONDS):
                 png = await anyio.to_thread.run_sync(

@@ -6,11 +6,13 @@ latency falls in, the scrapes they answered), and read back through `GET /api/mo
 
 from __future__ import annotations
 
+import re
 import socketserver
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from bot.sandbox.kube_api import KubeStandIn
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import RunningBot, make_settings, run_bot, wait_until
 from tests.support.kpi_exporters import ServingTarget, constant, triton_metrics, vllm_metrics
@@ -35,6 +38,7 @@ MISTRAL_POD = "vllm-mistral-5f6b8d9c7d-hn4vx"
 TRITON_POD = "triton-vision-6b7d8c9f5d-p4x2z"
 GPU_PRICE = 3.0
 WINDOW = 15  # seconds: the KPI window of these tests
+ROLLED_OUT = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 
 MODELS_FILE = f"""
 models:
@@ -173,8 +177,24 @@ class Bot:
 def kpi_bot(fleet: Fleet, tmp_path: Path) -> Iterator[Bot]:
     models = tmp_path / "models.yaml"
     models.write_text(MODELS_FILE)
-    with SlackStandIn() as slack:
-        settings = make_settings(tmp_path, slack.url, prometheus_url=fleet.prometheus.url, models_file=models)
+    with SlackStandIn() as slack, KubeStandIn() as kube:
+        kube.add_deployment(
+            "llm-prod",
+            "vllm-llama",
+            image="vllm/vllm-openai:v0.6.3",
+            replicas=1,
+            model=LLAMA,
+            model_version="v14",
+            created_at=ROLLED_OUT,
+            history=[{"model_version": "v13", "created_at": ROLLED_OUT - timedelta(days=2)}],
+        )
+        settings = make_settings(
+            tmp_path,
+            slack.url,
+            prometheus_url=fleet.prometheus.url,
+            models_file=models,
+            kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+        )
         with run_bot(settings) as bot:
             yield Bot(bot, slack)
 
@@ -292,13 +312,20 @@ def test_model_scorecard_with_trend_slo_incident_and_chart(kpi_bot: Bot) -> None
     assert "uptime *100.00%*" in text
     assert "SLO ≥ 99.5% :white_check_mark:" in text
     assert "drift score *0.31*" in text
-    assert "cost per 1k requests *$0.167*" in text
+    cost = re.search(r"cost per 1k requests \*\$([0-9.]+)\*", text)
+    assert cost is not None, text
+    assert float(cost.group(1)) == pytest.approx(2 * GPU_PRICE / 3600 / 10 * 1000, rel=0.1)
     assert "deployment: llm-prod/vllm-llama" in text
+    # From the Kubernetes API: the current revision, when it rolled out, its model version.
+    assert "model version: v14" in text
+    assert f"last rollout: revision 2, <!date^{int(ROLLED_OUT.timestamp())}^" in text
     assert "incidents *1*" in text
     assert "INC-1 critical · triggered" in text
     # The window before lay (mostly) before the exporters started: said, not made up.
     assert "from" in text or "no previous window" in text
-    upload = wait_until(lambda: kpi_bot.slack.uploads(), timeout=30, message="the KPI chart")[0]
+    upload = wait_until(
+        lambda: [u for u in kpi_bot.slack.uploads() if u.completed], timeout=30, message="the KPI chart"
+    )[0]
     assert upload.filename.endswith(".png")
     assert upload.data[:8] == b"\x89PNG\r\n\x1a\n"
 
