@@ -157,7 +157,28 @@ KSERVE = Server(
     errors_counted_apart=False,
     pod_label="revision_name",
 )
-SERVERS: tuple[Server, ...] = (VLLM, TRITON, TORCHSERVE, KSERVE)
+KSERVE_MODEL_SERVER = Server(
+    name="kserve-model-server",
+    namespace_label="namespace",
+    model_label="model_name",
+    presence="request_predict_seconds_count",
+    # prometheus_client's default buckets: 10 s at most, so a slower p99 reads 10 s.
+    latency_p99=(
+        "histogram_quantile(0.99, sum by ({by}, le) (rate(request_predict_seconds_bucket[{w}]{off})))"
+    ),
+    requests="sum by ({by}) (rate(request_predict_seconds_count[{w}]{off}))",
+    errors=None,
+    errors_counted_apart=False,
+    why_not=(
+        (
+            "error_ratio",
+            "the KServe model server counts no failed requests"
+            " (Knative's queue-proxy does, in Serverless mode)",
+        ),
+    ),
+)
+#: In this order: a model exported by two servers (a KServe runtime embedding vLLM) is the first one's.
+SERVERS: tuple[Server, ...] = (VLLM, TRITON, TORCHSERVE, KSERVE, KSERVE_MODEL_SERVER)
 
 
 def render(template: str, server: Server | None, window: Window, *, previous: bool = False) -> str:

@@ -217,6 +217,8 @@ class KpiService:
                 problems.append(why)
                 unseen_reason = f"models could not be discovered: {why}"
             for ref in models_from_series(server, series or []):
+                if ref.key in refs:
+                    continue  # already found on a server listed earlier
                 refs[ref.key] = ref
                 cards[ref.key] = Scorecard(
                     model=ref.model,
