@@ -60,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds Prometheus may spend on one KPI query (server-side timeout too).
 KPI_QUERY_TIMEOUT = 10.0
+#: The same for `/model`, which answers within Slack's 3 seconds anyway.
+KPI_QUICK_TIMEOUT = 2.5
 
 
 @dataclass
@@ -196,6 +198,9 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         else None,
         engine,
         config.models,
+        quick_metrics=PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUICK_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
     )
     services.kpis = kpis
     services.owner_notices = OwnerNotices(config.models)

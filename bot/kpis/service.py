@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
 PARTIAL_CACHE_SECONDS = 5.0
+#: Budgets up to this many seconds use `quick_metrics` (a short server-side timeout).
+QUICK_BUDGET = 5.0
 _PERIODS = (False, True)  # this window, the previous one
 
 
@@ -99,8 +101,12 @@ class KpiService:
         *,
         threads: int = 10,
         clock: Callable[[], float] = time.monotonic,
+        quick_metrics: Metrics | None = None,
     ) -> None:
         self.metrics = metrics
+        # For short budgets (`/model`): the same Prometheus with a server-side timeout to match,
+        # so a query we stopped waiting for does not run on in Prometheus for long.
+        self.quick_metrics = quick_metrics
         self.engine = engine
         self.models = models
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kpi")
@@ -110,9 +116,10 @@ class KpiService:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-        close = getattr(self.metrics, "close", None)
-        if callable(close):
-            close()
+        for metrics in (self.metrics, self.quick_metrics):
+            close = getattr(metrics, "close", None)
+            if callable(close):
+                close()
 
     def report(self, window: Window, *, budget: float) -> KpiReport:
         """Blocking (call from a worker thread): the cached report, or a new one within `budget` s."""
@@ -156,21 +163,22 @@ class KpiService:
 
     # ------------------------------------------------------------------ computing
 
-    def _query(self, expr: str) -> Future[list[Series]] | None:
-        metrics = self.metrics
-        if metrics is None:
-            return None
-        return self._pool.submit(metrics.query, expr)
-
     def _compute(self, window: Window, budget: float) -> KpiReport:
         started = self._clock()
+        metrics = (
+            self.quick_metrics if self.quick_metrics is not None and budget <= QUICK_BUDGET else self.metrics
+        )
+
+        def ask(expr: str) -> Future[list[Series]] | None:
+            return None if metrics is None else self._pool.submit(metrics.query, expr)
+
         now = datetime.now(UTC)
         since = now - window.timedelta
         incidents_future = self._pool.submit(load_incidents, self.engine, since)
         plan: dict[tuple[str, str, bool], _Outcome] = {}
         for server in SERVERS:
             plan[(server.name, "discovery", False)] = _Outcome(
-                self._query(render(server.discovery(), server, window))
+                ask(render(server.discovery(), server, window))
             )
             for previous in _PERIODS:
                 templates: dict[str, str | None] = {
@@ -184,18 +192,18 @@ class KpiService:
                 for name, template in templates.items():
                     if template is not None:
                         plan[(server.name, name, previous)] = _Outcome(
-                            self._query(render(template, server, window, previous=previous))
+                            ask(render(template, server, window, previous=previous))
                         )
         for previous in _PERIODS:
             plan[("*", "drift", previous)] = _Outcome(
-                self._query(render(DRIFT_QUERY, None, window, previous=previous))
+                ask(render(DRIFT_QUERY, None, window, previous=previous))
             )
         overrides: dict[tuple[str, str, str, bool], _Outcome] = {}
         for spec in self.models.specs:
             for kpi, query in spec.queries.items():
                 for previous in _PERIODS:
                     overrides[(spec.model, spec.namespace or "", kpi, previous)] = _Outcome(
-                        self._query(render_override(query, window, previous=previous))
+                        ask(render_override(query, window, previous=previous))
                     )
 
         pending: list[Future[Any]] = [
