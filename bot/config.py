@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     alertmanager_url: str | None = Field(None, validation_alias=_env("ALERTMANAGER_URL"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    models_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_MODELS_FILE"))
+    kpi_digest: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_DIGEST"))
+    kpi_channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_CHANNEL"))
 
     max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
     dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))

@@ -19,8 +19,9 @@ from datetime import timedelta
 import anyio
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from bot import __version__, api, webhook
+from bot import __version__, api, models_api, webhook
 from bot.actions.executor import ActionExecutor
 from bot.actions.flows import ActionFlows
 from bot.actions.groups import UserGroups
@@ -30,9 +31,14 @@ from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
 from bot.db import create_db_engine, init_schema
 from bot.diagnostics import PrometheusMetrics
+from bot.errors import ConfigError
 from bot.http_guards import ApiTokenGuard, CloseOnError
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
+from bot.kpis.digest import DigestSchedule, run_digest_schedule
+from bot.kpis.models_file import ModelsFile
+from bot.kpis.owner_routing import OwnerRouter
+from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -45,11 +51,19 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.kpi_digest import KpiDigestPoster
+from bot.slack.kpi_listeners import register_kpi_listeners
+from bot.slack.kpi_owner_notices import OwnerNotices
 from bot.slack.socket_mode import SocketMode
 
 __all__ = ["Services", "create_app"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds Prometheus may spend on one KPI query (server-side timeout too).
+KPI_QUERY_TIMEOUT = 10.0
+#: The same for `/model`, which answers within Slack's 3 seconds anyway.
+KPI_QUICK_TIMEOUT = 2.5
 
 
 @dataclass
@@ -72,6 +86,16 @@ class Services:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
     socket: SocketMode | None = None  # Slack over Socket Mode (SLACK_APP_TOKEN), else HTTP
+    kpis: KpiService | None = None
+    owner_notices: OwnerNotices | None = None
+
+    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
+        """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
+        owners' mention on a model's drift or quality incident."""
+        count = self.enrichment.on_open(session, incident, labels)
+        if self.owner_notices is not None:
+            count += self.owner_notices.on_open(session, incident, labels)
+        return count
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -107,6 +131,16 @@ def connect_workloads(settings: Settings) -> Workloads | None:
     return None
 
 
+def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
+    """The KPI digest's schedule, checked at start (a typo stops `serve` naming the variable)."""
+    if not settings.kpi_digest:
+        return None
+    schedule = DigestSchedule.parse(settings.kpi_digest)
+    if not (settings.kpi_channel or settings.channel):
+        raise ConfigError("INCIDENT_BOT_KPI_DIGEST is set but no channel: set INCIDENT_BOT_KPI_CHANNEL")
+    return schedule
+
+
 @dataclass(frozen=True)
 class BotConfig:
     """The files the bot is configured with, loaded and validated before anything starts,
@@ -116,13 +150,20 @@ class BotConfig:
     router: Router
     runbooks: RunbookSet
     policy: Policy
+    models: ModelsFile = field(default_factory=ModelsFile)
+    digest: DigestSchedule | None = None
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
+        models = ModelsFile.load(settings.models_file)
         return cls(
-            router=Router.load(settings.routing_file, default_channel=settings.channel),
+            router=OwnerRouter.wrap(
+                Router.load(settings.routing_file, default_channel=settings.channel), models
+            ),
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
+            models=models,
+            digest=load_digest_schedule(settings),
         )
 
 
@@ -154,6 +195,18 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
         silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
     )
+    kpis = KpiService(
+        PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+        engine,
+        config.models,
+        quick_metrics=PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUICK_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+    )
+    services.kpis = kpis
+    services.owner_notices = OwnerNotices(config.models)
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
     services.actions = ActionFlows(
@@ -179,6 +232,10 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     outbox.handlers.update(executor.handlers())
     services.slack = build_slack_app(services)
     register_action_listeners(services.slack, services.actions)
+    register_kpi_listeners(services.slack, kpis, chat, services.workloads)
+    digest_channel = settings.kpi_channel or settings.channel
+    if digest_channel:
+        outbox.handlers.update(KpiDigestPoster(kpis, chat, digest_channel).handlers())
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
@@ -210,6 +267,18 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                     name="prune",
                 )
             )
+            if config.digest is not None:
+                services.tasks.append(
+                    asyncio.create_task(
+                        run_digest_schedule(
+                            services.engine,
+                            config.digest,
+                            worker=services.outbox.worker_id,
+                            wake=services.outbox.wake,
+                        ),
+                        name="kpi-digest",
+                    )
+                )
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
@@ -228,6 +297,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                 await services.silences.aclose()
             if services.prometheus is not None:
                 services.prometheus.close()
+            if services.kpis is not None:
+                services.kpis.close()
             if services.workloads is not None:
                 services.workloads.close()
             services.engine.dispose()
@@ -245,5 +316,6 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.add_middleware(CloseOnError)
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(models_api.router)
     app.include_router(slack_app.router)
     return app

@@ -127,9 +127,7 @@ def _intake(services: Services, webhook: AlertmanagerWebhook) -> IntakeResult:
     for attempt in range(INTAKE_ATTEMPTS):
         try:
             with transaction(services.engine) as session:
-                return apply_notification(
-                    session, webhook, router=services.router, on_open=services.enrichment.on_open
-                )
+                return apply_notification(session, webhook, router=services.router, on_open=services.on_open)
         except IntegrityError:
             if attempt == INTAKE_ATTEMPTS - 1:
                 raise

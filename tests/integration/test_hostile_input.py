@@ -711,6 +711,8 @@ def test_api_needs_the_token_when_one_is_set(settings_for: Callable[..., Setting
             "/api/incidents/1",
             "/api/incidents/1/postmortem",
             "/api/openapi.json",
+            "/api/models",
+            "/api/models/llama-3-8b",
         ):
             for header in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic api-secret-1"}):
                 refused = client.get(path, headers=header)

@@ -233,6 +233,14 @@ def test_a_slash_command_over_the_socket_acknowledges_an_incident(
     assert detail["acknowledged_by"] == BOB.id
 
 
+def test_a_failed_command_over_the_socket_is_told_to_its_user(
+    bot: RunningBot, socket: SocketModeStandIn, person: SlackOverSocket
+) -> None:
+    envelope, name = person.command("ack INC-404", user=BOB)
+    socket.wait_for_ack(envelope)
+    assert "INC-404" in person.answer(name)
+
+
 def test_a_button_click_over_the_socket_acknowledges_the_incident(
     bot: RunningBot, slack: SlackStandIn, socket: SocketModeStandIn, person: SlackOverSocket
 ) -> None:

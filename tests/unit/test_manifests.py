@@ -66,7 +66,7 @@ BOT = ROOT / "bot"
 # The fake Slack and Kubernetes servers implement the APIs rather than call them.
 NOT_CLIENT_CODE = ("sandbox",)
 KUBERNETES_VERSIONS = ("1.29", kubernetes_validate.latest_version())
-CONTRACT_COMMANDS = {"/incident", "/rollback", "/scale"}  # DESIGN.md
+CONTRACT_COMMANDS = {"/incident", "/rollback", "/scale", "/model"}  # DESIGN.md
 SLACK_PATH = "/slack/events"
 
 # Files that are not Kubernetes objects, and how each is checked.
@@ -74,7 +74,8 @@ SLACK_MANIFEST = "slack-app-manifest.yaml"
 SLACK_MANIFEST_SOCKET_MODE = "slack-app-manifest.socket-mode.yaml"
 SLACK_MANIFESTS = (SLACK_MANIFEST, SLACK_MANIFEST_SOCKET_MODE)
 ALERTMANAGER_CONFIG = "alertmanager-receiver.example.yaml"
-NOT_KUBERNETES = {*SLACK_MANIFESTS, ALERTMANAGER_CONFIG}
+MODELS_EXAMPLE = "models.example.yaml"
+NOT_KUBERNETES = {*SLACK_MANIFESTS, ALERTMANAGER_CONFIG, MODELS_EXAMPLE}
 EXAMPLES = {"secret.example.yaml", "prometheus-rules.yaml"}
 POLICY_EXAMPLE = "base/config/policy.yaml"
 
@@ -429,7 +430,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
 SDK_COMPOSITES = {"files_upload_v2": ("files.getUploadURLExternal", "files.completeUploadExternal")}
 # Scopes for calls the issues plan but the code does not make yet, each with its reason.
 PLANNED_SCOPES = {
-    "commands": "slash commands /incident, /rollback, /scale",
+    "commands": "slash commands /incident, /rollback, /scale, /model",
     "usergroups:read": "usergroups.users.list: policy rules and approvers by user group",
     "channels:manage": "conversations.create/invite: a channel per critical incident (routing)",
     "groups:write": "conversations.create/invite with private incident channels",
