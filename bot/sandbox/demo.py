@@ -107,6 +107,7 @@ def run_demo(
     once: bool = False,
     workdir: Path | None = None,
     out: TextIO = sys.stdout,
+    replay: bool = False,
 ) -> int:
     if not _port_free(host, port):
         chosen = _free_port(host)
@@ -117,7 +118,7 @@ def run_demo(
     if not once:  # the live demo: web console, simulated fleet, real alerting where installed
         from bot.sandbox.console.run import run_console
 
-        return run_console(host, port, workdir, out)
+        return run_console(host, port, workdir, out, replay=replay)
     try:
         return asyncio.run(_demo(host, port, once, workdir, out))
     except KeyboardInterrupt:

@@ -28,11 +28,11 @@ from typing import Any
 import httpx
 import yaml
 
-__all__ = ["AlertingStack", "binaries", "demo_rules", "install_hint", "start_alerting"]
+__all__ = ["AlertingStack", "binaries", "demo_rules", "install_debian_packages", "start_alerting"]
 
 MANIFESTS = Path(__file__).resolve().parents[3] / "manifests"
 RULE_FOR = "5s"
-RULE_WINDOW = "30s"
+RULE_WINDOW = "20s"
 PACKAGES = ("prometheus", "prometheus-alertmanager")
 
 
@@ -44,7 +44,7 @@ def binaries() -> tuple[str, str] | None:
     return (prom, am) if prom and am else None
 
 
-def install_hint() -> bool:
+def install_debian_packages() -> bool:
     """As root, install Debian's packages like `make system-deps` does; True when it worked."""
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         return False

@@ -25,7 +25,7 @@ import uvicorn
 import yaml
 
 from bot.config import Settings
-from bot.sandbox.console.alerting import AlertingStack, binaries, install_hint, start_alerting
+from bot.sandbox.console.alerting import AlertingStack, binaries, install_debian_packages, start_alerting
 from bot.sandbox.console.fleet import Fleet, seed_cluster
 from bot.sandbox.console.replay import Replayer
 from bot.sandbox.console.server import ConsoleServer
@@ -105,9 +105,9 @@ def _settings(
     )  # type: ignore[call-arg]
 
 
-def run_console(host: str, port: int, workdir: Path, out: TextIO) -> int:
+def run_console(host: str, port: int, workdir: Path, out: TextIO, *, replay: bool = False) -> int:
     try:
-        return asyncio.run(_run(host, port, workdir, out))
+        return asyncio.run(_run(host, port, workdir, out, replay))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -118,7 +118,7 @@ def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
 
-async def _run(host: str, port: int, workdir: Path, out: TextIO) -> int:
+async def _run(host: str, port: int, workdir: Path, out: TextIO, replay: bool) -> int:
     token = secrets.token_urlsafe(16)
     stack = contextlib.ExitStack()
     alerting: AlertingStack | None = None
@@ -133,9 +133,11 @@ async def _run(host: str, port: int, workdir: Path, out: TextIO) -> int:
         base = f"http://{host}:{port}"
         webhook = f"{base}/alertmanager"
 
-        if binaries() is None and install_hint():
+        if not replay and binaries() is None and install_debian_packages():
             _say(out, "installed Debian's prometheus and prometheus-alertmanager")
-        if binaries() is not None:
+        if replay:
+            _say(out, "--replay: replaying recorded Alertmanager notifications instead of running Prometheus")
+        elif binaries() is not None:
             # In the main thread: PR_SET_PDEATHSIG follows the thread that started the child.
             alerting = start_alerting(
                 workdir / "alerting", scrape_target=exporter.target, webhook_url=webhook, webhook_token=token

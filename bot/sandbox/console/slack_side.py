@@ -103,7 +103,23 @@ class SlackSide:
                 ("trigger_id", self.slack.trigger_id()),
             ]
         )
-        return self._post(body)
+        response = self._post(body)
+        self._show_ack(response, response_url)
+        return response
+
+    def _show_ack(self, response: httpx.Response, response_url: str) -> None:
+        """Slack shows a slash command's acknowledgement body (text/blocks) to the person who
+        typed it, as an ephemeral message; the stand-in shows it the same way."""
+        if response.status_code != 200 or not response.headers.get("content-type", "").startswith(
+            "application/json"
+        ):
+            return
+        try:
+            ack = response.json()
+        except ValueError:
+            return
+        if isinstance(ack, dict) and (ack.get("text") or ack.get("blocks")):
+            httpx.post(response_url, json={"response_type": "ephemeral", **ack}, timeout=10)
 
     def click(self, user_id: str, target: ClickTarget, action_id: str, block_id: str | None) -> httpx.Response:
         stored = self.slack.channel(target.channel)
