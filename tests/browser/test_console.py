@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
-from tests.support.democonsole import RunningDemo, chromium, leftover_processes, running_demo
+from tests.support.democonsole import URL, RunningDemo, chromium, leftover_processes, running_demo
 
 pytestmark = pytest.mark.prometheus
 
@@ -33,13 +33,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningDemo]:
 
 
 @pytest.fixture(scope="module")
-def page(demo: RunningDemo) -> Iterator[Page]:
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1500, "height": 1000})
-        opened = context.new_page()
-        opened.goto(demo.console_url)
-        yield opened
-        context.close()
+def browser() -> Iterator[Browser]:
+    with chromium() as running:  # one playwright per module: the sync API does not nest
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(demo: RunningDemo, browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    opened = context.new_page()
+    opened.goto(demo.console_url)
+    yield opened
+    context.close()
 
 
 def root_message(page: Page, text: str) -> Locator:
@@ -55,7 +60,10 @@ def screenshot(page: Page, name: str, tmp_path: Path) -> Path:
 
 
 def test_the_demo_prints_the_console_url_last_and_runs_real_alerting(demo: RunningDemo) -> None:
-    assert demo.output.rstrip().splitlines()[-2].startswith("Open the console: http://127.0.0.1:")
+    output = demo.wait_for_output("Ctrl-C stops everything")
+    console = demo.url_after("Open the console:")
+    assert console.startswith("http://127.0.0.1:")
+    assert URL.findall(output)[-1].rstrip("/") == console  # the last URL it prints
     assert "Prometheus:" in demo.output
     assert httpx.get(demo.url_after("Prometheus:") + "/-/ready", timeout=5).status_code == 200
 
@@ -139,16 +147,16 @@ def test_alert_text_holding_html_is_shown_as_text(demo: RunningDemo, page: Page,
     screenshot(page, "console-html-as-text.png", tmp_path)
 
 
-def test_without_prometheus_the_demo_replays_notifications(tmp_path: Path) -> None:
+def test_without_prometheus_the_demo_replays_notifications(browser: Browser, tmp_path: Path) -> None:
     with running_demo(tmp_path / "demo", "--replay") as demo:
         assert "replaying recorded Alertmanager notifications" in demo.output
         assert "Prometheus:" not in demo.output
-        with chromium() as browser:
-            page = browser.new_page()
-            page.goto(demo.console_url)
-            expect(root_message(page, "llm-prod/vllm-llama")).to_contain_text("INC-1", timeout=30_000)
-            expect(page.locator("#alerting-status")).to_have_text("alerts: replayed")
-            expect(page.locator("#messages")).to_contain_text("VLLMHighE2ELatency")
+        page = browser.new_page()
+        page.goto(demo.console_url)
+        expect(root_message(page, "llm-prod/vllm-llama")).to_contain_text("INC-1", timeout=30_000)
+        expect(page.locator("#alerting-status")).to_have_text("alerts: replayed")
+        expect(page.locator("#messages")).to_contain_text("VLLMHighE2ELatency")
+        page.close()
 
 
 def test_ctrl_c_stops_everything(demo: RunningDemo) -> None:

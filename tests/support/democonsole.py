@@ -51,6 +51,14 @@ class RunningDemo:
                 return URL.findall(line)[0].rstrip("/")
         raise AssertionError(f"the demo printed no line starting with {prefix!r}:\n{self.output}")
 
+    def wait_for_output(self, text: str, timeout: float = 10.0) -> str:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the demo did not print {text!r}:\n{self.output}")
+            time.sleep(0.05)
+        return self.output
+
     @property
     def console_url(self) -> str:
         return URL.findall(self.output)[-1]
