@@ -68,7 +68,9 @@ def test_the_demo_prints_the_console_url_last_and_runs_real_alerting(demo: Runni
     assert httpx.get(demo.url_after("Prometheus:") + "/-/ready", timeout=5).status_code == 200
 
 
-def test_break_acknowledge_and_roll_back_in_the_browser(demo: RunningDemo, page: Page, tmp_path: Path) -> None:
+def test_break_acknowledge_and_roll_back_in_the_browser(
+    demo: RunningDemo, page: Page, tmp_path: Path
+) -> None:
     # The demo opened an incident by itself: a bad rollout of vllm-llama, alerts from Prometheus.
     llama = root_message(page, "llm-prod/vllm-llama")
     expect(llama).to_contain_text("INC-1", timeout=FIRING)
@@ -118,7 +120,9 @@ def test_break_acknowledge_and_roll_back_in_the_browser(demo: RunningDemo, page:
     page.locator("[data-testid=command-select]").select_option("/scale")
     page.locator("[data-testid=command-text]").fill("llm-prod/vllm-qwen 3")
     page.locator("#command-send").click()
-    expect(page.locator("[data-deployment='llm-prod/vllm-qwen']")).to_contain_text("replicas 3", timeout=30_000)
+    expect(page.locator("[data-deployment='llm-prod/vllm-qwen']")).to_contain_text(
+        "replicas 3", timeout=30_000
+    )
     expect(page.locator("[data-testid=ephemeral]").filter(has_text="bob")).to_contain_text("scale")
 
     expect(llama).to_contain_text("Resolved", timeout=120_000)
@@ -131,7 +135,12 @@ def test_alert_text_holding_html_is_shown_as_text(demo: RunningDemo, page: Page,
     alertmanager = demo.url_after("Alertmanager:")
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     alert = {
-        "labels": {"alertname": "GatewayErrors", "namespace": "web-prod", "deployment": "gateway", "severity": "critical"},
+        "labels": {
+            "alertname": "GatewayErrors",
+            "namespace": "web-prod",
+            "deployment": "gateway",
+            "severity": "critical",
+        },
         "annotations": {"summary": hostile, "description": hostile},
         "startsAt": now,
         "generatorURL": "http://127.0.0.1/graph",

@@ -81,9 +81,23 @@ def _children_of(workdir: Path) -> list[str]:
 
 @contextmanager
 def running_demo(workdir: Path, *extra: str, timeout: float = 120.0) -> Iterator[RunningDemo]:
-    argv = [sys.executable, "-m", "bot", "demo", "--port", str(free_port()), "--workdir", str(workdir), *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "bot",
+        "demo",
+        "--port",
+        str(free_port()),
+        "--workdir",
+        str(workdir),
+        *extra,
+    ]
     process = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     demo = RunningDemo(process, workdir)
     started = threading.Event()

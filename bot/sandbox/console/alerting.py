@@ -125,7 +125,7 @@ def _start(name: str, argv: Callable[[int], list[str]], workdir: Path, timeout: 
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=workdir,
-                preexec_fn=_pdeathsig(),  # noqa: PLW1509 - only prctl/setpgrp, no locks
+                preexec_fn=_pdeathsig(),  # only prctl/setpgrp, no locks
             )
         child = _Child(name, process, port, log)
         ready = False
@@ -165,11 +165,15 @@ class AlertingStack:
         """Names of the alerts Prometheus has firing now (for the console's status line)."""
         with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
             data: dict[str, Any] = httpx.get(f"{self.prometheus.url}/api/v1/alerts", timeout=5).json()
-            return sorted({a["labels"]["alertname"] for a in data["data"]["alerts"] if a["state"] == "firing"})
+            return sorted(
+                {a["labels"]["alertname"] for a in data["data"]["alerts"] if a["state"] == "firing"}
+            )
         return []
 
 
-def start_alerting(workdir: Path, *, scrape_target: str, webhook_url: str, webhook_token: str) -> AlertingStack:
+def start_alerting(
+    workdir: Path, *, scrape_target: str, webhook_url: str, webhook_token: str
+) -> AlertingStack:
     found = binaries()
     if found is None:
         raise RuntimeError("prometheus and prometheus-alertmanager are not installed")
@@ -218,7 +222,9 @@ def start_alerting(workdir: Path, *, scrape_target: str, webhook_url: str, webho
         "rule_files": [str(rules_path)],
         "scrape_configs": [{"job_name": "model-serving", "static_configs": [{"targets": [scrape_target]}]}],
         "alerting": {
-            "alertmanagers": [{"api_version": "v2", "static_configs": [{"targets": [f"127.0.0.1:{alertmanager.port}"]}]}]
+            "alertmanagers": [
+                {"api_version": "v2", "static_configs": [{"targets": [f"127.0.0.1:{alertmanager.port}"]}]}
+            ]
         },
     }
     prom_path = workdir / "prometheus.yml"

@@ -22,6 +22,7 @@ from bot.sandbox.kube_api import REVISION, KubeStandIn
 __all__ = ["FAULTS", "Fault", "Fleet", "seed_cluster"]
 
 BAD_VERSION = "v15"
+GOOD_VERSION = "v14"
 LLAMA = ("llm-prod", "vllm-llama")
 SEEDED = (
     LLAMA,
@@ -83,7 +84,7 @@ FAULTS: dict[str, Fault] = {
         Fault(
             "bad_rollout",
             "bad rollout",
-            f"roll vllm-llama out to model {BAD_VERSION}, a broken fine-tune: latency until it is rolled back",
+            f"roll vllm-llama out to model {BAD_VERSION}, a broken fine-tune: slow until rolled back",
             "vllm_latency",
             ("VLLMHighE2ELatency", "VLLMHighTimeToFirstToken", "VLLMHighInterTokenLatency"),
         ),
@@ -170,12 +171,16 @@ class Fleet:
         if key not in FAULTS:
             raise KeyError(f"unknown fault {key!r}; known: {', '.join(FAULTS)}")
         with self._lock:
-            if key == "bad_rollout":
-                if on and self.llama_version() != BAD_VERSION:
-                    self.kube.rollout(
-                        *LLAMA, model_version=BAD_VERSION, change_cause=f"model {BAD_VERSION}: new fine-tune"
-                    )
-                # Off means: nobody rolled back yet, the flag just stops demanding the fault.
+            version = self.llama_version()
+            if key == "bad_rollout" and on and version != BAD_VERSION:
+                self.kube.rollout(
+                    *LLAMA, model_version=BAD_VERSION, change_cause=f"model {BAD_VERSION}: new fine-tune"
+                )
+            elif key == "bad_rollout" and not on and version == BAD_VERSION:
+                # Switched off by hand (not through the bot): someone ships the good model again.
+                self.kube.rollout(
+                    *LLAMA, model_version=GOOD_VERSION, change_cause=f"model {GOOD_VERSION} again"
+                )
             if on:
                 self._on.add(key)
             else:
@@ -248,7 +253,11 @@ def _history(kube: KubeStandIn, namespace: str, name: str) -> list[dict[str, str
         model = identify_model(rs["spec"]["template"], None)
         annotations = rs["metadata"].get("annotations") or {}
         out.append(
-            {"revision": annotations.get(REVISION, ""), "version": model.version or "", "replicas": str(rs["spec"].get("replicas", 0))}
+            {
+                "revision": annotations.get(REVISION, ""),
+                "version": model.version or "",
+                "replicas": str(rs["spec"].get("replicas", 0)),
+            }
         )
     out.sort(key=lambda r: int(r["revision"] or 0), reverse=True)
     return out

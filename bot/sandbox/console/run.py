@@ -102,7 +102,7 @@ def _settings(
         slack_post_interval=0.2,
         log_level="WARNING",
         log_format="text",
-    )  # type: ignore[call-arg]
+    )
 
 
 def run_console(host: str, port: int, workdir: Path, out: TextIO, *, replay: bool = False) -> int:
@@ -159,7 +159,9 @@ async def _run(host: str, port: int, workdir: Path, out: TextIO, replay: bool) -
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, _stopper(server))
         serving = asyncio.create_task(server.serve())
-        await _wait(lambda: server is not None and (server.started or (serving is not None and serving.done())))
+        await _wait(
+            lambda: server is not None and (server.started or (serving is not None and serving.done()))
+        )
         if serving.done():
             return 1
 

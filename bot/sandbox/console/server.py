@@ -36,9 +36,11 @@ STATIC_FILES = {
     "/console.css": ("console.css", "text/css; charset=utf-8"),
 }
 COMMANDS = ("/incident", "/rollback", "/scale")
-# Hidden from the page: nothing here is for the browser to run or load from elsewhere.
+# Defence in depth behind textContent: the page runs only its own script, loads nothing from elsewhere.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
@@ -83,7 +85,11 @@ def _ephemerals(shown: list[dict[str, Any]], names: dict[str, str]) -> list[dict
             "thread_ts": e.get("thread_ts"),
         }
         if e.get("replace_original"):
-            earlier = [i for i, o in enumerate(out) if o["user"] == entry["user"] and o["thread_ts"] == entry["thread_ts"]]
+            earlier = [
+                i
+                for i, o in enumerate(out)
+                if o["user"] == entry["user"] and o["thread_ts"] == entry["thread_ts"]
+            ]
             if earlier:
                 out.pop(earlier[-1])
         out.append(entry)
@@ -152,9 +158,7 @@ class ConsoleServer:
                 for v in self.slack.views()
             ],
             "deployments": self.fleet.deployments(),
-            "faults": [
-                {**asdict(FAULTS[key]), "on": on} for key, on in self.fleet.active().items()
-            ],
+            "faults": [{**asdict(FAULTS[key]), "on": on} for key, on in self.fleet.active().items()],
             "commands": list(COMMANDS),
             **self.status(),
         }
@@ -167,7 +171,9 @@ class ConsoleServer:
         command = _field(body, "command")
         if command not in COMMANDS:
             raise BadRequest(f"unknown command {command!r}; the bot answers {', '.join(COMMANDS)}")
-        response = self.side.command(_field(body, "user"), _field(body, "channel"), command, str(body.get("text", "")))
+        response = self.side.command(
+            _field(body, "user"), _field(body, "channel"), command, str(body.get("text", ""))
+        )
         return {"status": response.status_code, "body": response.text[:2000]}
 
     def click(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +252,11 @@ def _handler_for(console: ConsoleServer) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             path = urlsplit(self.path).path
-            actions = {"/api/command": console.command, "/api/click": console.click, "/api/fault": console.fault}
+            actions = {
+                "/api/command": console.command,
+                "/api/click": console.click,
+                "/api/fault": console.fault,
+            }
             if path not in actions:
                 self._json(404, {"error": f"no such endpoint {path}"})
                 return

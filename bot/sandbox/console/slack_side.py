@@ -43,7 +43,9 @@ class ClickTarget:
     ephemeral: int | None = None
 
 
-def find_button(blocks: list[dict[str, Any]], action_id: str, block_id: str | None) -> tuple[str, dict[str, Any]]:
+def find_button(
+    blocks: list[dict[str, Any]], action_id: str, block_id: str | None
+) -> tuple[str, dict[str, Any]]:
     for block in blocks:
         if block_id is not None and block.get("block_id") != block_id:
             continue
@@ -65,11 +67,10 @@ class SlackSide:
 
     def _post(self, body: str) -> httpx.Response:
         stamp = str(int(time.time()))
-        headers = {
-            "Content-Type": FORM,
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": self._verifier.generate_signature(timestamp=stamp, body=body),
-        }
+        signature = self._verifier.generate_signature(timestamp=stamp, body=body)
+        if signature is None:  # only for a missing timestamp or body, which cannot happen here
+            raise RuntimeError("could not sign the request")
+        headers = {"Content-Type": FORM, "X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": signature}
         return httpx.post(self.url, content=body.encode(), headers=headers, timeout=30)
 
     def _user(self, user_id: str) -> dict[str, str]:
@@ -83,9 +84,7 @@ class SlackSide:
     def command(self, user_id: str, channel: str, command: str, text: str) -> httpx.Response:
         user = self._user(user_id)
         stored = self.slack.channel(channel)
-        response_url = self.slack.response_url(
-            f"cmd-{secrets.token_hex(6)}", channel=stored.id, user=user_id
-        )
+        response_url = self.slack.response_url(f"cmd-{secrets.token_hex(6)}", channel=stored.id, user=user_id)
         body = urlencode(
             [
                 ("token", VERIFICATION_TOKEN),
@@ -121,7 +120,9 @@ class SlackSide:
         if isinstance(ack, dict) and (ack.get("text") or ack.get("blocks")):
             httpx.post(response_url, json={"response_type": "ephemeral", **ack}, timeout=10)
 
-    def click(self, user_id: str, target: ClickTarget, action_id: str, block_id: str | None) -> httpx.Response:
+    def click(
+        self, user_id: str, target: ClickTarget, action_id: str, block_id: str | None
+    ) -> httpx.Response:
         stored = self.slack.channel(target.channel)
         payload: dict[str, Any] = {
             "type": "block_actions",
