@@ -170,7 +170,9 @@ def test_without_prometheus_the_demo_replays_notifications(browser: Browser, tmp
 
 def test_ctrl_c_stops_everything(demo: RunningDemo) -> None:
     """Last in this module: it stops the shared demo."""
-    assert leftover_processes(demo.workdir), "the demo should have started Prometheus and Alertmanager"
+    servers = [p for p in leftover_processes(demo.workdir) if "prometheus" in p]
+    assert len(servers) == 2, servers  # Prometheus and Alertmanager, children of the demo
     demo.process.send_signal(signal.SIGINT)
     assert demo.process.wait(timeout=30) == 0
     assert leftover_processes(demo.workdir) == []
+    assert demo.wait_for_output("stopped.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import time
@@ -133,8 +134,9 @@ async def _run(host: str, port: int, workdir: Path, out: TextIO, replay: bool) -
         base = f"http://{host}:{port}"
         webhook = f"{base}/alertmanager"
 
-        if not replay and binaries() is None and install_debian_packages():
-            _say(out, "installed Debian's prometheus and prometheus-alertmanager")
+        if not replay and binaries() is None and os.geteuid() == 0:
+            _say(out, "installing Debian's prometheus and prometheus-alertmanager (as make system-deps does)")
+            install_debian_packages()
         if replay:
             _say(out, "--replay: replaying recorded Alertmanager notifications instead of running Prometheus")
         elif binaries() is not None:
