@@ -141,9 +141,16 @@ async def _run(host: str, port: int, workdir: Path, out: TextIO, replay: bool) -
             _say(out, "--replay: replaying recorded Alertmanager notifications instead of running Prometheus")
         elif binaries() is not None:
             # In the main thread: PR_SET_PDEATHSIG follows the thread that started the child.
-            alerting = start_alerting(
-                workdir / "alerting", scrape_target=exporter.target, webhook_url=webhook, webhook_token=token
-            )
+            try:
+                alerting = start_alerting(
+                    workdir / "alerting",
+                    scrape_target=exporter.target,
+                    webhook_url=webhook,
+                    webhook_token=token,
+                )
+            except RuntimeError as exc:
+                first = str(exc).splitlines()[0]
+                _say(out, f"{first} (logs in {workdir / 'alerting'}): replaying recorded notifications")
         else:
             _say(
                 out,
