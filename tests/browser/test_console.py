@@ -160,11 +160,33 @@ def test_without_prometheus_the_demo_replays_notifications(browser: Browser, tmp
     with running_demo(tmp_path / "demo", "--replay") as demo:
         assert "replaying recorded Alertmanager notifications" in demo.output
         assert "Prometheus:" not in demo.output
-        page = browser.new_page()
+        page = browser.new_page(viewport={"width": 1500, "height": 1000})
         page.goto(demo.console_url)
-        expect(root_message(page, "llm-prod/vllm-llama")).to_contain_text("INC-1", timeout=30_000)
+        incident = root_message(page, "llm-prod/vllm-llama")
+        expect(incident).to_contain_text("INC-1", timeout=30_000)
         expect(page.locator("#alerting-status")).to_have_text("alerts: replayed")
-        expect(page.locator("#messages")).to_contain_text("VLLMHighE2ELatency")
+        expect(incident).to_contain_text("VLLMHighE2ELatency")
+
+        # carol (an analyst) asks for a scale-up; the demo policy wants an on-call approval.
+        page.locator("[data-testid=user-select]").select_option("U0ANALYST")
+        page.locator("[data-testid=command-select]").select_option("/scale")
+        page.locator("[data-testid=command-text]").fill("llm-prod/vllm-mistral 2")
+        page.locator("#command-send").click()
+        expect(page.locator("[data-testid=ephemeral]")).to_contain_text("needs 1 approval", timeout=20_000)
+        approve = page.locator("button[data-action-id=action_approve]")
+        approval = page.locator("#messages .message").filter(has=approve).last
+        expect(approval).to_contain_text("vllm-mistral", timeout=20_000)
+
+        # bob approves it, takes command of INC-1 and resolves it.
+        page.locator("[data-testid=user-select]").select_option("U0ONCALL2")
+        approval.locator("button[data-action-id=action_approve]").click()
+        mistral = page.locator("[data-deployment='llm-prod/vllm-mistral']")
+        expect(mistral).to_contain_text("replicas 2", timeout=30_000)
+        incident.locator("button[data-action-id=incident_take_command]").click()
+        expect(incident).to_contain_text("@bob", timeout=20_000)
+        incident.locator("button[data-action-id=incident_resolve]").click()
+        expect(incident).to_contain_text("Resolved", timeout=20_000)
+        screenshot(page, "console-replay.png", tmp_path)
         page.close()
 
 
