@@ -12,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from bot.sandbox.console.alerting import RULE_FOR, demo_rules
+from bot.sandbox.console.alerting import MANIFESTS, RULE_FOR, demo_rules
 from bot.sandbox.console.fleet import FAULTS, Fleet, seed_cluster
 from bot.sandbox.console.server import ConsoleServer
 from bot.sandbox.console.slack_side import SlackSide
@@ -38,7 +38,7 @@ def console(fleet: Fleet) -> Iterator[ConsoleServer]:
 
 
 def test_demo_rules_are_the_shipped_rules_made_fast_and_promtool_accepts_them(tmp_path: Path) -> None:
-    shipped = yaml.safe_load(Path("manifests/prometheus-rules.yaml").read_text())["spec"]["groups"]
+    shipped = yaml.safe_load((MANIFESTS / "prometheus-rules.yaml").read_text())["spec"]["groups"]
     text = demo_rules()
     groups = yaml.safe_load(text)["groups"]
     shipped_names = [r["alert"] for g in shipped for r in g["rules"] if "alert" in r]
