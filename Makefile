@@ -10,13 +10,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,graphs,postgres
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql
+DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql chromium
 PYTEST_ARGS ?=
 
 .PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps kubectl clean
 
 help:
-	@echo "make demo    run the bot locally on its embedded defaults (no Slack, no cluster)"
+	@echo "make demo    the bot, a Slack console in the browser and a model server to break (no Slack, no cluster)"
 	@echo "make test    lint, type-check and run all tests (installs what is missing)"
 	@echo "make bench   run the benchmarks in bench/ and print figures"
 
@@ -36,10 +36,11 @@ $(STAMP): pyproject.toml | venv-deps
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# The tests start real Prometheus, Alertmanager and PostgreSQL from Debian's packages.
+# The tests start real Prometheus, Alertmanager and PostgreSQL from Debian's packages, and drive
+# the demo console with Debian's chromium (playwright uses it; it downloads no browser).
 system-deps:
 	@missing=""; \
-	for pair in prometheus:/usr/bin/prometheus prometheus-alertmanager:/usr/bin/prometheus-alertmanager postgresql:initdb; do \
+	for pair in prometheus:/usr/bin/prometheus prometheus-alertmanager:/usr/bin/prometheus-alertmanager postgresql:initdb chromium:/usr/bin/chromium; do \
 	  pkg=$${pair%%:*}; bin=$${pair#*:}; \
 	  if ! command -v $$bin >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; \
 	done; \

@@ -312,12 +312,14 @@ class SlackStandIn:
         channel: str | None = None,
         message_ts: str | None = None,
         user: str | None = None,
+        thread_ts: str | None = None,
     ) -> str:
-        """Mint a response_url; bound to a message, `replace_original`/`delete_original` act on it."""
+        """Mint a response_url; bound to a message, `replace_original`/`delete_original` act on it;
+        with `thread_ts`, answers land in that thread (as for a click on a message in a thread)."""
         key = name or secrets.token_hex(8)
         with self._lock:
             channel_id = self._resolve(channel).id if channel else None
-            self._response_targets[key] = ResponseTarget(key, channel_id, message_ts, user)
+            self._response_targets[key] = ResponseTarget(key, channel_id, message_ts, user, thread_ts)
         return f"{self.base}/response/{key}"
 
     # ================================================================= inspection
