@@ -58,7 +58,7 @@ from bot.runbooks import RunbookRenderError, RunbookSet, render_runbook
 from bot.slack import action_blocks as blocks
 from bot.slack.action_blocks import Change
 from bot.slack.chat import SlackChat
-from bot.slack.mrkdwn import escape
+from bot.text import escape
 
 __all__ = ["BEFORE_TIMEOUT", "EXECUTE_DEADLINE", "ActionExecutor", "poll_interval"]
 

@@ -87,7 +87,7 @@ from bot.slack import action_blocks as blocks
 from bot.slack.action_blocks import Change
 from bot.slack.blocks import Message
 from bot.slack.flows import Answer, Invocation
-from bot.slack.mrkdwn import escape
+from bot.text import escape
 
 __all__ = [
     "APPROVAL_TTL",

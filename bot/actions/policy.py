@@ -77,9 +77,9 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.actions.silences import MAX_SILENCE_DURATION
+from bot.configfile import Loc, SourceMap, compose_yaml, format_loc
+from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError, PayloadError, PolicyDenied
-from bot.runbooks.durations import format_duration, parse_duration
-from bot.runbooks.source import Loc, SourceMap, compose_yaml, format_loc
 
 __all__ = [
     "NO_POLICY_MESSAGE",

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.actions.kubernetes import Revision
 from bot.slack.blocks import MAX_BLOCKS, Message, slack_date
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 __all__ = ["what_changed_message"]
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from bot.diagnostics.baseline import Comparison, Trend
 from bot.diagnostics.run import DiagnosticResult
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 __all__ = ["TOP_SERIES", "diagnostics_blocks", "diagnostics_message", "diagnostics_text"]
 

@@ -50,8 +50,8 @@ from bot.runbooks import (
 )
 from bot.runbooks.render import RenderedRunbook
 from bot.slack.chat import SlackChat
-from bot.slack.mrkdwn import escape, truncate
 from bot.slack.runbook_blocks import runbook_message
+from bot.text import escape, truncate
 
 __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_context"]
 

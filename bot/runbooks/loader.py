@@ -24,6 +24,7 @@ from typing import Any
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
 
+from bot.configfile import Loc, SourceMap, compose_yaml, format_loc
 from bot.runbooks.errors import RunbookError
 from bot.runbooks.matchers import Matcher, Specificity, matches_all, parse_matchers, specificity
 from bot.runbooks.schema import (
@@ -39,7 +40,6 @@ from bot.runbooks.schema import (
     is_template,
 )
 from bot.runbooks.selection import match
-from bot.runbooks.source import Loc, SourceMap, compose_yaml, format_loc
 from bot.runbooks.templating import Mode, RunbookEnvironment, author_mrkdwn, make_environments
 
 __all__ = [

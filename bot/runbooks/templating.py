@@ -38,7 +38,7 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from bot.slack import mrkdwn
+from bot import text as mrkdwn
 
 __all__ = [
     "MODES",

@@ -18,7 +18,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.slack.blocks import BUTTON_TEXT, MAX_BLOCKS, SECTION_TEXT, ActionId, Message, slack_date
-from bot.slack.mrkdwn import defuse, escape, truncate
+from bot.text import defuse, escape, truncate
 
 __all__ = [
     "ActionButton",

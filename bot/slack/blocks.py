@@ -15,7 +15,7 @@ from typing import Any
 
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity
 from bot.incidents.rules import key_labels
-from bot.slack.mrkdwn import defuse, escape, truncate
+from bot.text import defuse, escape, truncate
 
 __all__ = [
     "ActionId",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from bot.incidents.models import Incident, Severity
 from bot.slack.blocks import SEVERITY_EMOJI, Message
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 __all__ = [
     "acknowledged",
