@@ -17,7 +17,7 @@ from bot.incidents import postmortem, store
 from bot.incidents.models import IncidentDetail, IncidentPublic
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["router"]
 

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     alertmanager_url: str | None = Field(None, validation_alias=_env("ALERTMANAGER_URL"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    # Set by Kubernetes in every pod: the bot then uses its service account (in-cluster config).
+    kubernetes_service_host: str | None = Field(None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
 
     max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
     dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))
@@ -81,6 +83,10 @@ class Settings(BaseSettings):
         for name, (value, meaning) in required.items():
             if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
                 raise ConfigError(f"missing required setting {name}: {meaning}")
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.kubernetes_service_host)
 
     def token(self) -> str:
         return self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""

@@ -1,6 +1,7 @@
-"""YAML with line numbers: where in the file each value of a runbook came from.
+"""Configuration files (runbooks, the action policy, routing): YAML with line numbers, and
+pydantic's validation errors as `file:line: message`.
 
-Every error a runbook author sees is `file:line: message`, with the line of the offending
+Every error an author sees is `file:line: message`, with the line of the offending
 key or value. PyYAML's composed node tree keeps the marks that plain `safe_load` throws
 away, so the file is composed once, constructed into Python data for validation, and the
 node tree is kept to answer "which line is `actions[1].replicas`?" afterwards.
@@ -8,13 +9,25 @@ node tree is kept to answer "which line is `actions[1].replicas`?" afterwards.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import difflib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
-__all__ = ["Loc", "SourceMap", "YamlProblem", "compose_yaml", "format_loc"]
+__all__ = [
+    "Loc",
+    "SourceMap",
+    "YamlProblem",
+    "compose_yaml",
+    "describe_kind",
+    "format_loc",
+    "validation_errors",
+]
 
 Loc = Sequence[str | int]
 
@@ -155,3 +168,158 @@ def _yaml_problem(exc: yaml.MarkedYAMLError) -> YamlProblem:
     if found is not None:
         return YamlProblem(found.line + 1, f"invalid YAML: {problem} (column {found.column + 1})")
     return YamlProblem(1, f"invalid YAML: {problem}")
+
+
+# A loader's own wording for some errors: given pydantic's error and the path into the data,
+# the (line, message) to show, or None for the common wording below.
+SpecialCase = Callable[[ErrorDetails, "tuple[str | int, ...]", SourceMap], "tuple[int, str] | None"]
+
+
+def validation_errors(
+    exc: ValidationError,
+    source: SourceMap,
+    data: Any,
+    *,
+    model: type[BaseModel],
+    special: SpecialCase | None = None,
+) -> list[str]:
+    """pydantic's errors for `data` (composed from `source`) as `file:line: path: message`,
+    in line order, one per mistake: an unknown key names the closest allowed key (and then its
+    "missing" twin goes unsaid), a list whose every entry is invalid lets the entries speak."""
+    entries: list[tuple[int, str]] = []
+    errors = exc.errors(include_url=False)
+    paths = [_data_path(tuple(err["loc"]), data) for err in errors]
+    suggested = {
+        (*loc[:-1], close): close
+        for err, loc in zip(errors, paths, strict=True)
+        if err["type"] == "extra_forbidden"
+        for close in _close_key(model, data, loc)
+    }
+    for err, loc in zip(errors, paths, strict=True):
+        kind = err["type"]
+        if kind == "too_short" and any(other[: len(loc)] == loc and other != loc for other in paths):
+            continue  # a list whose entries are all invalid: the entries' errors say more
+        if kind == "missing" and loc in suggested:
+            continue
+        own = special(err, loc, source) if special else None
+        if own is not None:
+            line, message = own
+        elif kind == "extra_forbidden":
+            key = str(loc[-1])
+            allowed = allowed_keys(model, data, loc[:-1])
+            close = _close_key(model, data, loc)
+            hint = (
+                f"; did you mean {close[0]!r}?"
+                if close
+                else f" (allowed: {', '.join(allowed)})"
+                if allowed
+                else ""
+            )
+            where = f"{format_loc(loc[:-1])}: " if loc[:-1] else ""
+            line = source.line(loc, prefer_key=True)
+            message = f"{where}unknown key {key!r}{hint}"
+        elif kind == "missing":
+            where = f"{format_loc(loc[:-1])}: " if loc[:-1] else ""
+            line = source.line(loc[:-1])
+            message = f"{where}missing required key {str(loc[-1])!r}"
+        elif kind == "too_short":
+            line = source.line(loc)
+            message = f"{format_loc(loc)}: needs at least one entry"
+        elif kind in ("tuple_type", "list_type"):
+            line = source.line(loc)
+            message = (
+                f"{format_loc(loc)}: expected a list, e.g. [a, b], found {describe_kind(err.get('input'))}"
+            )
+        elif kind == "model_type":
+            line = source.line(loc)
+            message = (
+                f"{format_loc(loc)}: expected a mapping (key: value), found {describe_kind(err.get('input'))}"
+            )
+        elif kind == "string_type" and isinstance(err.get("input"), dict | list):
+            found = describe_kind(err["input"])
+            hint = "; quote the text: in YAML an unquoted ': ' starts a key" if found == "a mapping" else ""
+            line = source.line(loc)
+            message = f"{format_loc(loc)}: expected text, found {found}{hint}"
+        else:
+            line = source.line(loc)
+            text = str(err["msg"]).removeprefix("Value error, ")
+            message = f"{format_loc(loc)}: {text}" if loc else text
+        entry = (line, f"{source.display}:{line}: {message}")
+        if entry not in entries:
+            entries.append(entry)
+    return [text for _, text in sorted(entries, key=lambda e: e[0])]
+
+
+def describe_kind(value: Any) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"{type(value).__name__} {value!r:.40}"
+
+
+def _close_key(model: type[BaseModel], data: Any, loc: tuple[str | int, ...]) -> list[str]:
+    return difflib.get_close_matches(str(loc[-1]), allowed_keys(model, data, loc[:-1]), n=1)
+
+
+def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
+    """`loc` without the tags pydantic adds for union members: only the parts that are keys
+    or indexes of the data, and the last part (a missing or unknown key)."""
+    out: list[str | int] = []
+    node = data
+    for position, part in enumerate(loc):
+        last = position == len(loc) - 1
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
+            out.append(part)
+            node = node[part]
+        elif last:
+            out.append(part)
+    return tuple(out)
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    origin = get_origin(annotation)
+    if origin in (Union, UnionType, tuple, list, Annotated):
+        for arg in get_args(annotation):
+            yield from _models_in(arg)
+
+
+def _fits(model: type[BaseModel], node: Any) -> bool:
+    """Whether `node` carries the tag of this member of a discriminated union (a Literal
+    field such as `action: Literal["scale"]`)."""
+    if not isinstance(node, dict):
+        return False
+    for name, info in model.model_fields.items():
+        if get_origin(info.annotation) is Literal:
+            return node.get(name) in get_args(info.annotation)
+    return False
+
+
+def allowed_keys(model: type[BaseModel], data: Any, loc: Sequence[str | int]) -> list[str]:
+    """The keys allowed at `loc`, found by walking the model's fields along the data (for a
+    union of models, the member whose tag the data carries)."""
+    node: Any = data
+    models = [model]
+    for part in loc:
+        if isinstance(part, int):
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+            continue
+        current = _pick(models, node)
+        info = current.model_fields.get(part) if current else None
+        models = list(_models_in(info.annotation)) if info else []
+        if not models:
+            return []
+        node = node.get(part) if isinstance(node, dict) else None
+    current = _pick(models, node)
+    return list(current.model_fields) if current else []
+
+
+def _pick(models: list[type[BaseModel]], node: Any) -> type[BaseModel] | None:
+    if len(models) == 1:
+        return models[0]
+    return next((m for m in models if _fits(m, node)), None)

@@ -10,33 +10,31 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
-from sqlalchemy.engine import Engine
 
 from bot import __version__, api, webhook
-from bot.actions.executor import ActionExecutor
-from bot.actions.flows import ActionFlows
-from bot.actions.groups import UserGroups
 from bot.actions.kubernetes import Workloads
 from bot.actions.policy import Policy
 from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
-from bot.db import create_db_engine, init_schema
+from bot.db import create_db_engine
 from bot.diagnostics import PrometheusMetrics
-from bot.incidents.enrich import Enrichment
-from bot.incidents.models import Incident
+from bot.flows.actions import ActionFlows
+from bot.flows.enrichment import Enrichment
+from bot.flows.execution import ActionExecutor
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
+from bot.schema import init_schema
+from bot.services import Services
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
@@ -44,43 +42,11 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.usergroups import UserGroups
 
-__all__ = ["Services", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """Everything a request or a worker needs, built once per app."""
-
-    settings: Settings
-    engine: Engine
-    router: Router
-    metrics: BotMetrics
-    chat: SlackChat
-    outbox: Outbox
-    runbooks: RunbookSet = field(default_factory=lambda: RunbookSet([]))
-    policy: Policy = field(default_factory=lambda: Policy.load(None))
-    prometheus: PrometheusMetrics | None = None
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
-    enrichment: Enrichment = field(init=False)
-    actions: ActionFlows | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    slack: SlackApp | None = None
-
-    def observe_acknowledgement(self, incident: Incident) -> None:
-        if incident.acknowledged_at is None:
-            return
-        seconds = max(0.0, (incident.acknowledged_at - incident.created_at).total_seconds())
-        self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
-
-    def observe_resolution(self, incident: Incident) -> None:
-        if incident.resolved_at is None:
-            return
-        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
-        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
 
 
 def load_runbooks(settings: Settings) -> RunbookSet:
@@ -99,8 +65,8 @@ def connect_workloads(settings: Settings) -> Workloads | None:
     off, said so when asked) when neither is there. No API call is made here."""
     if settings.kubeconfig:
         return Workloads.from_environment(settings.kubeconfig)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Workloads.from_environment()
+    if settings.in_cluster:
+        return Workloads.from_environment(in_cluster=True)
     return None
 
 
@@ -123,7 +89,7 @@ class BotConfig:
         )
 
 
-async def build_services(settings: Settings, config: BotConfig) -> Services:
+async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
     init_schema(engine)
@@ -138,6 +104,32 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
     outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
     metrics.watch_outbox(outbox.depth)
+    prometheus = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
+    workloads = await anyio.to_thread.run_sync(connect_workloads, settings)
+    silences = AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None
+    enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
+    outbox.handlers.update(enrichment.handlers())
+    actions = ActionFlows(
+        engine=engine,
+        policy=policy,
+        groups=UserGroups(chat, policy.usergroups()),
+        metrics=metrics,
+        wake=outbox.wake,
+        workloads=workloads,
+        silences=silences,
+    )
+    executor = ActionExecutor(
+        engine=engine,
+        chat=chat,
+        metrics=metrics,
+        wake=outbox.wake,
+        runbooks=runbooks,
+        workloads=workloads,
+        silences=silences,
+        prometheus=prometheus,
+        verify_window=timedelta(seconds=settings.verify_seconds),
+    )
+    outbox.handlers.update(executor.handlers())
     services = Services(
         settings=settings,
         engine=engine,
@@ -147,39 +139,18 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         outbox=outbox,
         runbooks=runbooks,
         policy=policy,
-        prometheus=PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None,
-        workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
-        silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
+        prometheus=prometheus,
+        workloads=workloads,
+        silences=silences,
+        enrichment=enrichment,
+        actions=actions,
     )
-    services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
-    outbox.handlers.update(services.enrichment.handlers())
-    services.actions = ActionFlows(
-        engine=engine,
-        policy=policy,
-        groups=UserGroups(chat, policy.usergroups()),
-        metrics=metrics,
-        wake=outbox.wake,
-        workloads=services.workloads,
-        silences=services.silences,
-    )
-    executor = ActionExecutor(
-        engine=engine,
-        chat=chat,
-        metrics=metrics,
-        wake=outbox.wake,
-        runbooks=runbooks,
-        workloads=services.workloads,
-        silences=services.silences,
-        prometheus=services.prometheus,
-        verify_window=timedelta(seconds=settings.verify_seconds),
-    )
-    outbox.handlers.update(executor.handlers())
-    services.slack = build_slack_app(services)
-    register_action_listeners(services.slack, services.actions)
-    channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
+    slack = build_slack_app(services)
+    register_action_listeners(slack, actions)
+    channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
-    return services
+    return services, slack
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
@@ -189,11 +160,13 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, config)
+        services, slack = await build_services(settings, config)
         app.state.services = services
+        app.state.slack = slack
+        tasks: list[asyncio.Task[None]] = []
         if run_workers:
-            services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
-            services.tasks.append(
+            tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
+            tasks.append(
                 asyncio.create_task(
                     prune_periodically(services.engine, retention=timedelta(days=settings.retention_days)),
                     name="prune",
@@ -203,13 +176,12 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            for task in services.tasks:
+            for task in tasks:
                 task.cancel()
-            for task in services.tasks:
+            for task in tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
-            if services.slack is not None:
-                await services.slack.aclose()
+            await slack.aclose()
             await services.chat.aclose()
             if services.silences is not None:
                 await services.silences.aclose()

@@ -1,4 +1,6 @@
-"""Slack mrkdwn escaping and truncation, applied to every value that came from outside.
+"""Slack mrkdwn text: escaping and truncation (applied to every value that came from outside),
+mentions and dates. Neutral: runbooks, diagnostics and the domain's answers use it without
+importing the Slack package.
 
 Slack parses `<...>` in mrkdwn as links, user/channel mentions and `<!channel>` broadcasts,
 so an alert label such as `<!channel>` would page a whole channel. Slack's documented rule is
@@ -7,7 +9,9 @@ to escape exactly three characters: `&`, `<` and `>`; everything else renders as
 
 from __future__ import annotations
 
-__all__ = ["defuse", "escape", "truncate"]
+from datetime import datetime
+
+__all__ = ["defuse", "escape", "mention", "slack_date", "truncate"]
 
 _ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 
@@ -33,3 +37,16 @@ def truncate(text: str, limit: int, *, marker: str = "…") -> str:
     if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < 6:
         cut = cut[:amp]
     return cut + marker
+
+
+def mention(user_id: str | None, name: str | None = None) -> str:
+    """`<@U123>` (Slack shows the current display name); the stored name only as a fallback."""
+    if user_id:
+        return f"<@{user_id}>"
+    return escape(name) if name else "someone"
+
+
+def slack_date(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """Slack renders this in each reader's own time zone; the fallback is UTC."""
+    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"

@@ -712,19 +712,22 @@ class Workloads:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, *, context: str | None = None) -> Workloads:
-        """In-cluster config when running in a pod, else the kubeconfig (argument, `KUBECONFIG`,
-        `~/.kube/config`). Builds its own `Configuration`; the client's global default is untouched.
+    def from_environment(
+        cls, kubeconfig: str | None = None, *, in_cluster: bool = False, context: str | None = None
+    ) -> Workloads:
+        """In-cluster config when running in a pod (`in_cluster`, which Settings tells from
+        KUBERNETES_SERVICE_HOST), else the kubeconfig (argument, else `~/.kube/config`). Builds
+        its own `Configuration`; the client's global default is untouched.
         """
         configuration = _configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             try:
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
                 return cls(kubernetes.client.ApiClient(configuration))
             except ConfigException:
                 logger.warning("in-cluster Kubernetes config unusable, trying a kubeconfig")
                 configuration = _configuration()
-        path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        path = kubeconfig or os.path.expanduser("~/.kube/config")
         try:
             kubernetes.config.load_kube_config(
                 config_file=path, context=context, client_configuration=configuration, persist_config=False

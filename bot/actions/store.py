@@ -24,7 +24,7 @@ from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Incident
 from bot.outbox import enqueue
-from bot.slack.blocks import Message, slack_date
+from bot.text import slack_date
 
 __all__ = [
     "EXECUTE",
@@ -210,7 +210,7 @@ def event(
     )
 
 
-def tell(session: Session, record: ActionRecord, message: Message) -> int:
+def tell(session: Session, record: ActionRecord, message: jobs.Message) -> int:
     """Post `message` where the action belongs: the incident's thread, or else the channel it
     was asked for in. Through the outbox, so it survives a Slack outage."""
     incident = incident_of(session, record)

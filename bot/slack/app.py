@@ -40,13 +40,14 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import BotError
+from bot.flows.requests import Invocation
 from bot.incidents.lifecycle import Actor
 from bot.slack import commands, replies
 from bot.slack.blocks import ActionId, Message
-from bot.slack.flows import Invocation, SlackFlows
+from bot.slack.flows import SlackFlows
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["BotIdentity", "RecentRequests", "SlackApp", "build_slack_app", "request_key", "router"]
 
@@ -66,9 +67,8 @@ router = APIRouter()
 
 @router.post("/slack/events")
 async def slack_events(request: Request) -> Response:
-    services: Services = request.app.state.services
-    assert services.slack is not None
-    response: Response = await services.slack.handler.handle(request)
+    slack: SlackApp = request.app.state.slack
+    response: Response = await slack.handler.handle(request)
     return response
 
 

@@ -21,7 +21,7 @@ from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
 from bot.outbox import ClaimedJob, Handler, fail_waiting_for_root
-from bot.slack import blocks
+from bot.slack import blocks, notices
 from bot.slack.chat import SlackChat
 
 __all__ = ["SlackDelivery"]
@@ -116,7 +116,7 @@ class SlackDelivery:
             return
         try:
             await self.chat.post(
-                incident.channel, job.payload["message"], thread_ts=incident.slack_ts, marker=marker
+                incident.channel, notices.render(job.payload), thread_ts=incident.slack_ts, marker=marker
             )
         except PermanentUpstreamError as exc:
             await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc))

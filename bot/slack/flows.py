@@ -14,9 +14,8 @@ Errors are not handled here: NotFound, Conflict and PayloadError propagate to th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from slack_bolt.context.respond.async_respond import AsyncRespond
@@ -26,7 +25,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from bot.db import transaction
-from bot.errors import ConfigError, PayloadError
+from bot.errors import PayloadError
+from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor, Outcome
 from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
@@ -35,8 +35,8 @@ from bot.slack.blocks import ActionId, Message
 from bot.slack.home import HOME_LIMIT, home_view, incident_modal
 
 if TYPE_CHECKING:
-    from bot.actions.flows import ActionFlows
-    from bot.server import Services
+    from bot.flows.actions import ActionFlows
+    from bot.services import Services
 
 __all__ = ["Answer", "Invocation", "Respond", "SlackFlows", "answer_via"]
 
@@ -48,15 +48,6 @@ LOOKUP_TIMEOUT = 2.0
 
 
 Respond = AsyncRespond  # Bolt's `respond`: a POST to the request's response_url
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """Who asked, from where, and the request's identity (for exactly-once changes)."""
-
-    user: Actor
-    channel_id: str | None
-    request_key: str
 
 
 class SlackFlows:
@@ -110,8 +101,6 @@ class SlackFlows:
                 await self._actions().unsilence(incident_id, silence_id, who, _answer(respond))
 
     def _actions(self) -> ActionFlows:
-        if self.services.actions is None:
-            raise ConfigError("remediation actions are not set up in this bot")
         return self.services.actions
 
     async def _postmortem(self, incident_id: int, who: Invocation, respond: Respond) -> None:
@@ -267,13 +256,6 @@ def _answer(respond: Respond) -> Answer | None:
     return answer_via(respond, response_url=respond.response_url)
 
 
-class Answer(Protocol):
-    """Tell the person who clicked or typed (ephemeral); `replace` replaces the message they
-    clicked on (a confirmation, an approval request) instead of adding one."""
-
-    async def __call__(self, message: Message, *, replace: bool = False) -> None: ...
-
-
 def answer_via(
     respond: Callable[..., Awaitable[Any]] | None, *, response_url: str | None = None
 ) -> Answer | None:
@@ -283,7 +265,7 @@ def answer_via(
     if respond is None or not response_url:
         return None
 
-    async def answer(message: Message, *, replace: bool = False) -> None:
+    async def answer(message: Mapping[str, Any], *, replace: bool = False) -> None:
         try:
             await respond(
                 text=message["text"],

@@ -28,6 +28,7 @@ from bot.actions.kubernetes import (
     Workloads,
     equal_ignore_hash,
 )
+from bot.config import Settings
 from bot.errors import (
     ConfigError,
     Conflict,
@@ -569,7 +570,9 @@ def test_from_environment_reads_kubeconfig_without_touching_the_global_default(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     default_host = kubernetes.client.Configuration.get_default_copy().host
 
-    with Workloads.from_environment() as adapter:
+    settings = Settings()
+    assert settings.in_cluster
+    with Workloads.from_environment(settings.kubeconfig, in_cluster=settings.in_cluster) as adapter:
         assert adapter.describe(NS, NAME).replicas == 2
 
     assert kubernetes.client.Configuration.get_default_copy().host == default_host

@@ -51,6 +51,7 @@ from sqlmodel import Session, col, select
 
 from bot.actions import store as action_store
 from bot.actions.changes import (
+    Change,
     created_by,
     matchers_text,
     render_request,
@@ -60,7 +61,6 @@ from bot.actions.changes import (
     silence_change,
     silence_matches,
 )
-from bot.actions.groups import UserGroups
 from bot.actions.kubernetes import (
     ActionResult,
     Workloads,
@@ -80,13 +80,13 @@ from bot.actions.registry import (
 from bot.actions.silences import AlertmanagerSilences, matchers_for_alert
 from bot.db import transaction, utcnow
 from bot.errors import BotError, Conflict, PayloadError
+from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.slack import action_blocks as blocks
-from bot.slack.action_blocks import Change
 from bot.slack.blocks import Message
-from bot.slack.flows import Answer, Invocation
+from bot.slack.usergroups import UserGroups
 from bot.text import escape
 
 __all__ = [

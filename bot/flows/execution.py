@@ -33,6 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.actions import store as action_store
+from bot.actions.changes import Change
 from bot.actions.kubernetes import ActionResult, AlreadyMatches, PlanOutdated, Workloads, template_digest
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
@@ -48,15 +49,14 @@ from bot.actions.silences import AlertmanagerSilences, Matcher, Silence
 from bot.db import transaction, utcnow
 from bot.diagnostics import Metrics, expr_from_generator_url
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
+from bot.flows.enrichment import runbook_context
 from bot.incidents import jobs, lifecycle, store
-from bot.incidents.enrich import runbook_context
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import AlertStatus, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue
 from bot.runbooks import RunbookRenderError, RunbookSet, render_runbook
 from bot.slack import action_blocks as blocks
-from bot.slack.action_blocks import Change
 from bot.slack.chat import SlackChat
 from bot.text import escape
 

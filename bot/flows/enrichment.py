@@ -23,7 +23,6 @@ from sqlmodel import Session
 
 from bot.actions.kubernetes import Workloads
 from bot.actions.offers import offer
-from bot.actions.what_changed import what_changed_message
 from bot.db import transaction, utcnow
 from bot.diagnostics import (
     DiagnosticResult,
@@ -51,6 +50,7 @@ from bot.runbooks import (
 from bot.runbooks.render import RenderedRunbook
 from bot.slack.chat import SlackChat
 from bot.slack.runbook_blocks import runbook_message
+from bot.slack.what_changed import what_changed_message
 from bot.text import escape, truncate
 
 __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_context"]

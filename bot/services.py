@@ -1,0 +1,60 @@
+"""`Services`: the long-lived parts a request or a worker needs, built once per app by the
+composition root (bot/server.py) in dependency order and frozen.
+
+HTTP views and Slack listeners read it from `request.app.state.services`; they import this
+module (for the type), never the composition root, so the root can import them without a cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+
+from bot.actions.kubernetes import Workloads
+from bot.actions.policy import Policy
+from bot.actions.silences import AlertmanagerSilences
+from bot.config import Settings
+from bot.diagnostics import PrometheusMetrics
+from bot.flows.actions import ActionFlows
+from bot.flows.enrichment import Enrichment
+from bot.incidents.models import Incident
+from bot.metrics import BotMetrics
+from bot.outbox import Outbox
+from bot.routing import Router
+from bot.runbooks import RunbookSet
+from bot.slack.chat import SlackChat
+
+__all__ = ["Services"]
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a request or a worker needs. Absent integrations are None here and in the
+    flows that use them, which say so when asked (e.g. "Kubernetes is not configured")."""
+
+    settings: Settings
+    engine: Engine
+    router: Router
+    metrics: BotMetrics
+    chat: SlackChat
+    outbox: Outbox
+    runbooks: RunbookSet
+    policy: Policy
+    prometheus: PrometheusMetrics | None
+    workloads: Workloads | None
+    silences: AlertmanagerSilences | None
+    enrichment: Enrichment
+    actions: ActionFlows
+
+    def observe_acknowledgement(self, incident: Incident) -> None:
+        if incident.acknowledged_at is None:
+            return
+        seconds = max(0.0, (incident.acknowledged_at - incident.created_at).total_seconds())
+        self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
+
+    def observe_resolution(self, incident: Incident) -> None:
+        if incident.resolved_at is None:
+            return
+        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
+        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
