@@ -102,13 +102,14 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         on_call=metrics.slack_call,
     )
     delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
-    outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
+    outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
+    outbox.register(delivery.handlers())
     metrics.watch_outbox(outbox.depth)
     prometheus = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
     workloads = await anyio.to_thread.run_sync(connect_workloads, settings)
     silences = AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None
     enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
-    outbox.handlers.update(enrichment.handlers())
+    outbox.register(enrichment.handlers())
     actions = ActionFlows(
         engine=engine,
         policy=policy,
@@ -129,7 +130,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         prometheus=prometheus,
         verify_window=timedelta(seconds=settings.verify_seconds),
     )
-    outbox.handlers.update(executor.handlers())
+    outbox.register(executor.handlers())
     services = Services(
         settings=settings,
         engine=engine,
@@ -148,8 +149,9 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     slack = build_slack_app(services)
     register_action_listeners(slack, actions)
     channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
-    outbox.handlers.update(channels.handlers())
-    outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
+    outbox.register(channels.handlers())
+    outbox.register(PostmortemPoster(engine, chat).handlers())
+    outbox.check_handlers()
     return services, slack
 
 

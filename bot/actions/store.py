@@ -23,7 +23,7 @@ from bot.errors import Conflict, NotFound
 from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Incident
-from bot.outbox import enqueue
+from bot.outbox import enqueue, job_kind
 from bot.text import slack_date
 
 __all__ = [
@@ -48,9 +48,9 @@ __all__ = [
     "tell",
 ]
 
-EXECUTE = "action.execute"
-VERIFY = "action.verify"
-POST = "action.post"
+EXECUTE = job_kind("action.execute")
+VERIFY = job_kind("action.verify")
+POST = job_kind("action.post")
 
 # A lock outlives any execution (the outbox lease is 5 minutes, retries stop after the
 # execution deadline); a crashed bot leaves a lock that simply runs out.

@@ -38,7 +38,7 @@ from bot.diagnostics import (
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.incidents import store
 from bot.incidents.models import Alert, AlertStatus, Incident
-from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue
+from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue, job_kind
 from bot.runbooks import (
     AlertInfo,
     IncidentInfo,
@@ -57,9 +57,9 @@ __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_cont
 
 logger = logging.getLogger(__name__)
 
-RUNBOOK = "runbook.post"
-DIAGNOSTICS = "diagnostics.run"
-WHAT_CHANGED = "k8s.what_changed"
+RUNBOOK = job_kind("runbook.post")
+DIAGNOSTICS = job_kind("diagnostics.run")
+WHAT_CHANGED = job_kind("k8s.what_changed")
 
 # Prometheus down: try again with growing pauses for a day, then say so and stop.
 DIAGNOSTICS_GIVE_UP = timedelta(hours=24)

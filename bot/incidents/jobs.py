@@ -28,7 +28,7 @@ from sqlalchemy import column, table
 from sqlmodel import Session, select
 
 from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
-from bot.outbox import enqueue
+from bot.outbox import enqueue, job_kind
 
 __all__ = [
     "EXPIRE_SILENCES",
@@ -50,12 +50,12 @@ __all__ = [
     "update_root",
 ]
 
-POST_ROOT = "slack.post_root"
-UPDATE_ROOT = "slack.update_root"
-REPLY = "slack.reply"
-POSTMORTEM = "slack.postmortem"
-INCIDENT_CHANNEL = "slack.incident_channel"
-EXPIRE_SILENCES = "silences.expire"
+POST_ROOT = job_kind("slack.post_root")
+UPDATE_ROOT = job_kind("slack.update_root")
+REPLY = job_kind("slack.reply")
+POSTMORTEM = job_kind("slack.postmortem")
+INCIDENT_CHANNEL = job_kind("slack.incident_channel")
+EXPIRE_SILENCES = job_kind("silences.expire")
 
 Message = Mapping[str, Any]  # a chat message already rendered by a flow ({"text", "blocks"})
 
