@@ -126,7 +126,7 @@ def _model_or_images(state: DeploymentState) -> str:
 def rollback_change(plan: RollbackPlan) -> Change:
     headline = plan.describe_change()
     details = [f"revision {plan.from_revision} -> {plan.to_revision} (`kubectl rollout undo`)"]
-    details += [c for c in plan.changes if c != f"model {headline}"]
+    details += [c for c in plan.changes if c not in (headline, f"model {headline}")]
     details.append(f"now: {plan.current.ready_replicas}/{plan.current.replicas} pods ready")
     return Change(
         kind=ActionKind.ROLLBACK,

@@ -274,6 +274,7 @@ class Revision:
     change_cause: str | None
     replicas: int
     current: bool  # its template is the Deployment's current one
+    model_version_source: str | None = None  # where model_version was read
 
 
 @dataclass(frozen=True)
@@ -329,6 +330,8 @@ class RollbackPlan:
             self.current.images,
             self.target.images,
             f"revision {self.from_revision} -> revision {self.to_revision}",
+            versions_named=_named_version(self.current.model_version_source)
+            and _named_version(self.target.model_version_source),
         )
 
     def summary(self) -> str:
@@ -396,11 +399,19 @@ class ActionResult:
             self.before.images,
             self.after.images,
             f"revision {self.before.revision} -> revision {self.after.revision}",
+            versions_named=_named_version(self.before.model_version_source)
+            and _named_version(self.after.model_version_source),
         )
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+def _named_version(source: str | None) -> bool:
+    """Whether a model version was read from the model's metadata, not guessed from an image
+    tag (then the image change says it better)."""
+    return bool(source) and not str(source).startswith("image tag")
 
 
 def _describe_template_change(
@@ -411,11 +422,17 @@ def _describe_template_change(
     images_a: Mapping[str, str],
     images_b: Mapping[str, str],
     fallback: str,
+    *,
+    versions_named: bool = False,
 ) -> str:
     if (model_a or model_b) and (version_a or version_b) and (model_a, version_a) != (model_b, version_b):
         if model_a == model_b or not model_b or not model_a:
             return f"{model_a or model_b} {version_a or '?'} -> {version_b or '?'}"
         return f"{model_a} {version_a or '?'} -> {model_b} {version_b or '?'}"
+    if not (model_a or model_b) and version_a and version_b and version_a != version_b and versions_named:
+        # A version read from the model's own metadata (an annotation, an argument) says more
+        # than the image tags, even when the model has no name.
+        return f"model version {version_a} -> {version_b}"
     changed = [
         f"{name} {images_a.get(name, '(none)')} -> {images_b.get(name, '(none)')}"
         for name in sorted(set(images_a) | set(images_b))
@@ -525,6 +542,7 @@ def _revision_entry(rs: Mapping[str, Any], current_template: Mapping[str, Any]) 
         change_cause=(meta.get("annotations") or {}).get(CHANGE_CAUSE),
         replicas=int((rs.get("spec") or {}).get("replicas", 0)),
         current=equal_ignore_hash(template, current_template),
+        model_version_source=identity.version_source,
     )
 
 
@@ -534,7 +552,7 @@ def _template_changes(
     """Human-readable differences between two pod templates (never env values: they may be secret)."""
     changes: list[str] = []
     if model_change:
-        changes.append(f"model {model_change}")
+        changes.append(model_change if model_change.startswith("model version ") else f"model {model_change}")
 
     def by_name(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         return {str(c.get("name")): c for c in (template.get("spec") or {}).get("containers") or []}
@@ -808,7 +826,15 @@ class Workloads:
         ]
         current = deployment_state(deployment)
         model_change = _describe_template_change(
-            current.model, current.model_version, target.model, target.model_version, {}, {}, ""
+            current.model,
+            current.model_version,
+            target.model,
+            target.model_version,
+            {},
+            {},
+            "",
+            versions_named=_named_version(current.model_version_source)
+            and _named_version(target.model_version_source),
         )
         return RollbackPlan(
             namespace=namespace,
