@@ -58,6 +58,7 @@ from bot.errors import (
     PermanentUpstreamError,
     RetryableUpstreamError,
 )
+from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
     "RBAC_REQUIREMENTS",
@@ -657,10 +658,7 @@ def _retry_after(exc: ApiException, status: Mapping[str, Any]) -> float | None:
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     if value is None:
         value = (status.get("details") or {}).get("retryAfterSeconds")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value)
 
 
 def _translate(exc: ApiException, op: _Op) -> Exception:
@@ -696,7 +694,7 @@ def _translate(exc: ApiException, op: _Op) -> Exception:
             f"the Kubernetes API rejected the bot's credentials (401 {reason}) when it tried to "
             f"{op.action} {op.subject}: check the ServiceAccount token or kubeconfig"
         )
-    if code == 0 or code == 429 or code >= 500:
+    if code == 0 or is_retryable_status(code):
         return RetryableUpstreamError(
             f"the Kubernetes API failed to {op.action} {op.subject} "
             f"({code or 'no answer'} {reason}): {message}",

@@ -58,6 +58,7 @@ from bot.errors import (
     PermanentUpstreamError,
     RetryableUpstreamError,
 )
+from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
     "MAX_SILENCE_DURATION",
@@ -495,24 +496,16 @@ class AlertmanagerSilences:
         if already_expired_ok and "already expired" in text:
             logger.info("silence was already expired")
             return response
-        if status == 429 or status >= 500:
+        if is_retryable_status(status):
             raise RetryableUpstreamError(
                 f"Alertmanager at {self._display_url} answered {status} while {what}: {text}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         if status in (401, 403):
             raise PermanentUpstreamError(
                 f"Alertmanager at {self._display_url} refused our credentials ({status}) while {what}"
             )
         raise PermanentUpstreamError(f"Alertmanager at {self._display_url} refused {what} ({status}): {text}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -62,6 +62,7 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from bot.errors import ConfigError, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = ["Metrics", "PrometheusMetrics", "Series", "auto_step", "safe_url"]
 
@@ -183,16 +184,6 @@ def _error_text(response: requests.Response) -> tuple[str | None, str]:
         return body.get("errorType"), str(body["error"])
     text = " ".join(response.text.split())
     return None, text[:_BODY_SNIPPET] or "(empty body)"
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from Prometheus, not worth parsing
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -403,10 +394,11 @@ class PrometheusMetrics:
         where = f"Prometheus at {self._url}"
         if status in (400, 422):
             raise PermanentUpstreamError(f"{where} rejected the query: {text}")
-        if status == 429 or status >= 500:
+        if is_retryable_status(status):
             kind = f" ({error_type})" if error_type else ""
             raise RetryableUpstreamError(
-                f"{where} answered {status}{kind}: {text}", retry_after=_retry_after(response)
+                f"{where} answered {status}{kind}: {text}",
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         hint = {
             401: "check the credentials in PROMETHEUS_URL",

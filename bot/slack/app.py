@@ -298,7 +298,7 @@ def build_slack_app(services: Services) -> SlackApp:
     ) -> None:
         await ack()
         await after_ack(
-            flows.open_incident(client, str(body.get("trigger_id")), str(action.get("value"))),
+            flows.open_incident(str(body.get("trigger_id")), str(action.get("value"))),
             body,
             context,
             None,
@@ -313,7 +313,7 @@ def build_slack_app(services: Services) -> SlackApp:
         event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
-            await after_ack(flows.publish_home(client, str(event["user"])), body, context, None)
+            await after_ack(flows.publish_home(str(event["user"])), body, context, None)
 
     @bolt.error
     async def on_error(

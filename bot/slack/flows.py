@@ -19,13 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from bot.db import transaction
-from bot.errors import PayloadError
+from bot.errors import PayloadError, UpstreamError
 from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor, Outcome
@@ -147,21 +145,19 @@ class SlackFlows:
             await self._answer(respond, replies.notice(f":information_source: {outcome.message}"))
 
     # ------------------------------------------------------------------ App Home
-    async def publish_home(self, client: AsyncWebClient, user_id: str) -> None:
+    async def publish_home(self, user_id: str) -> None:
         incidents, total = await self._db(lambda s: _open_incidents(s, HOME_LIMIT))
         try:
-            await client.views_publish(user_id=user_id, view=home_view(incidents, total=total))
-        except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
+            await self.services.chat.publish_view(user_id, home_view(incidents, total=total))
+        except UpstreamError as exc:
             # The next app_home_opened publishes again; nothing to keep.
             logger.warning("could not publish the App Home", extra={"slack_user": user_id, "error": str(exc)})
 
-    async def open_incident(self, client: AsyncWebClient, trigger_id: str, value: str) -> None:
+    async def open_incident(self, trigger_id: str, value: str) -> None:
         incident_id = _button_incident(value)
         incident, alerts = await self._db(lambda s: _incident_and_alerts(s, incident_id))
         permalink = await self._permalink(incident)
-        await client.views_open(
-            trigger_id=trigger_id, view=incident_modal(incident, alerts, permalink=permalink)
-        )
+        await self.services.chat.open_view(trigger_id, incident_modal(incident, alerts, permalink=permalink))
 
     # ------------------------------------------------------------------ helpers
     async def _change(self, who: Invocation, respond: Respond, change: Callable[[Session], Outcome]) -> None:
@@ -244,11 +240,9 @@ class SlackFlows:
         """A person's handle for the record, when Slack did not send it with the mention."""
         with anyio.move_on_after(LOOKUP_TIMEOUT):
             try:
-                response = await self.services.chat.client.users_info(user=user_id)
-            except (SlackApiError, SlackClientError, OSError, TimeoutError):
+                return await self.services.chat.user_name(user_id)
+            except UpstreamError:
                 return None
-            user = response.get("user") or {}
-            return str(user.get("name") or "") or None
         return None
 
 
