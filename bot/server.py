@@ -42,6 +42,7 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.home_viewers import HomeRefresh
 from bot.slack.usergroups import UserGroups
 
 __all__ = ["create_app"]
@@ -101,7 +102,9 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         post_interval=settings.slack_post_interval,
         on_call=metrics.slack_call,
     )
-    delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
+    delivery = SlackDelivery(
+        engine, chat, public_url=settings.public_url, refresh_home=HomeRefresh(engine, chat)
+    )
     outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
     outbox.register(delivery.handlers())
     metrics.watch_outbox(outbox.depth)

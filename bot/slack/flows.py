@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from slack_bolt.context.respond.async_respond import AsyncRespond
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from bot.db import transaction
 from bot.errors import PayloadError, UpstreamError
 from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor, Outcome
-from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
+from bot.incidents.models import Alert, Incident, TimelineEvent
 from bot.slack import commands, replies
 from bot.slack.blocks import ActionId, Message
 from bot.slack.home import HOME_LIMIT, home_view, incident_modal
+from bot.slack.home_viewers import open_incidents, remember_viewer
 
 if TYPE_CHECKING:
     from bot.flows.actions import ActionFlows
@@ -58,7 +59,7 @@ class SlackFlows:
             case commands.Help():
                 await self._answer(respond, replies.help_message())
             case commands.ListOpen():
-                incidents, total = await self._db(lambda s: _open_incidents(s, replies.LIST_LIMIT))
+                incidents, total = await self._db(lambda s: open_incidents(s, replies.LIST_LIMIT))
                 await self._answer(respond, replies.incident_list(incidents, total=total))
             case commands.Show(incident_id):
                 incident, alerts = await self._db(lambda s: _incident_and_alerts(s, incident_id))
@@ -146,7 +147,8 @@ class SlackFlows:
 
     # ------------------------------------------------------------------ App Home
     async def publish_home(self, user_id: str) -> None:
-        incidents, total = await self._db(lambda s: _open_incidents(s, HOME_LIMIT))
+        await anyio.to_thread.run_sync(remember_viewer, self.services.engine, user_id)
+        incidents, total = await self._db(lambda s: open_incidents(s, HOME_LIMIT))
         try:
             await self.services.chat.publish_view(user_id, home_view(incidents, total=total))
         except UpstreamError as exc:
@@ -278,14 +280,6 @@ def _button_incident(value: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise PayloadError(f"button value {value!r} is not an incident number") from None
-
-
-def _open_incidents(session: Session, limit: int) -> tuple[list[Incident], int]:
-    rows = list(store.list_incidents(session, open_only=True, limit=limit))
-    total = session.exec(
-        select(func.count(col(Incident.id))).where(Incident.status != IncidentStatus.RESOLVED)
-    ).one()
-    return rows, int(total)
 
 
 def _incident_and_alerts(session: Session, incident_id: int) -> tuple[Incident, list[Alert]]:
