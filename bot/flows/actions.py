@@ -82,6 +82,7 @@ from bot.db import transaction, utcnow
 from bot.errors import BotError, Conflict, PayloadError
 from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
+from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.slack import action_blocks as blocks
@@ -104,6 +105,7 @@ T = TypeVar("T")
 CONFIRM_TTL = timedelta(minutes=10)
 APPROVAL_TTL = timedelta(hours=1)
 MAX_SILENCED_ALERTS = 20
+LOCK_ATTEMPT = "incident_bot.lock_attempt"  # Session.info key: whose lock a transaction takes
 KUBERNETES_MISSING = "Kubernetes is not configured: set KUBECONFIG or run in-cluster"
 SILENCES_MISSING = "Alertmanager is not configured: set ALERTMANAGER_URL to silence alerts"
 POD_TEMPLATE_HASH = "pod-template-hash"
@@ -187,6 +189,9 @@ def _start(
 ) -> _Step | None:
     """Take the target's lock and queue the execution; None when it is queued, else the answer
     for the person who clicked (the target is busy, or the record has already moved on)."""
+    # Two replicas can both find the target free; the loser's insert of the lock fails when
+    # it flushes, rolling back this transaction. `_read_write` then audits the attempt from this.
+    session.info[LOCK_ATTEMPT] = (rec.id, who.user, busy_note)
     try:
         queued = action_store.queue_execution(session, rec, [expected], now, **values)
     except Conflict as busy:
@@ -1081,8 +1086,10 @@ class ActionFlows:
 
     async def _read_write(self, work: Callable[[Session], T]) -> T | None:
         def run() -> T | None:
+            info: dict[str, Any] = {}
             try:
                 with transaction(self.engine) as session:
+                    info = session.info
                     return work(session)
             except IntegrityError as exc:
                 text = str(exc)
@@ -1090,12 +1097,23 @@ class ActionFlows:
                     logger.info("concurrent repeat of a Slack request ignored")
                     return None
                 if "target_locks" in text:
-                    raise Conflict(
-                        "the target is busy with another action that started a moment ago"
-                    ) from None
+                    busy = "the target is busy with another action that started a moment ago"
+                    if LOCK_ATTEMPT in info:
+                        record_id, actor, note = info[LOCK_ATTEMPT]
+                        self._audit_lost_race(record_id, actor, note, busy)
+                    raise Conflict(busy) from None
                 raise
 
         return await anyio.to_thread.run_sync(run)
+
+    def _audit_lost_race(self, record_id: int | None, actor: Actor, note: str, busy: str) -> None:
+        """The attempt that lost the race for a target's lock is kept like any refusal: its
+        transaction was rolled back, so it is written again in one of its own."""
+        if record_id is None:
+            return
+        with transaction(self.engine) as session:
+            record = action_store.get_record(session, record_id)
+            action_store.event(session, record, f"{note}: {busy}", by=actor, data={"lost_lock_race": True})
 
     def _incident_silences(
         self, session: Session, incident_id: int
