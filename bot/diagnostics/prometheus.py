@@ -110,6 +110,8 @@ class Metrics(Protocol):
 
     def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> list[Series]: ...
 
+    def alert_hold(self, expr: str) -> timedelta | None: ...
+
 
 def safe_url(url: str) -> str:
     """`url` without user:password, for messages and logs."""
@@ -270,6 +272,8 @@ class PrometheusMetrics:
         # PrometheusConnect applies disable_ssl only to a session it builds itself.
         session.verify = not disable_ssl
         session.hooks["response"].append(self._check_response)
+        self._session, self._auth = session, auth
+        self._headers = dict(headers) if headers else None
         self._client = PrometheusConnect(
             url=self._url,
             headers=dict(headers) if headers else None,
@@ -330,6 +334,30 @@ class PrometheusMetrics:
         )
         return _series_list(result, expr)
 
+    def alert_hold(self, expr: str) -> timedelta | None:
+        """The `for:` of the alerting rule whose expression is `expr`, from Prometheus's rules
+        API (`GET /api/v1/rules?type=alert`; `duration` is in seconds), or None when no loaded
+        rule has that expression. An alert's generatorURL carries the expression exactly as
+        this API prints it, so they compare as text."""
+
+        def fetch() -> Any:
+            response = self._session.get(
+                f"{self._url}/api/v1/rules",
+                params={"type": "alert"},
+                headers=self._headers,
+                auth=self._auth,
+                timeout=(self._connect_timeout, self._read_timeout),
+            )
+            return response.json()["data"]["groups"]
+
+        groups = self._call(fetch, "alerting rules")
+        wanted = " ".join(expr.split())
+        for group in groups or []:
+            for rule in group.get("rules") or []:
+                if rule.get("type") == "alerting" and " ".join(str(rule.get("query", "")).split()) == wanted:
+                    return timedelta(seconds=float(rule.get("duration") or 0))
+        return None
+
     # ------------------------------------------------------------------ internals
 
     def _call(self, fn: Callable[[], T], expr: str) -> T:
@@ -386,7 +414,7 @@ class PrometheusMetrics:
         """requests response hook: raise our error for every answer that is not a result."""
         status = response.status_code
         if status < 400:
-            if status == 200:
+            if status == 200 and "/api/v1/query" in response.url:
                 self._check_body(response)
             return
         error_type, text = _error_text(response)

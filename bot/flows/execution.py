@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -128,6 +128,7 @@ class ActionExecutor:
         ):
             check = await self._db(lambda s: self._recovery_check(s, record))
             if check is not None:
+                check = await self._with_hold(check)
                 before = await self._measure(check)
         try:
             outcome = await self._carry_out(record, resumed)
@@ -327,6 +328,19 @@ class ActionExecutor:
                 logger.warning("could not measure before an action", extra={"error": exc.message})
         return None
 
+    async def _with_hold(self, check: RecoveryCheck) -> RecoveryCheck:
+        """The check, holding for its alert rule's `for:` when Prometheus has the rule. Best
+        effort: without an answer the check holds for nothing, as an alert with `for: 0s`."""
+        metrics, condition = self.prometheus, check.condition
+        if metrics is None or condition is None:
+            return check
+        try:
+            hold = await anyio.to_thread.run_sync(lambda: metrics.alert_hold(condition))
+        except UpstreamError as exc:
+            logger.warning("could not read the alert rule's for:", extra={"error": exc.message})
+            return check
+        return replace(check, hold=hold.total_seconds()) if hold else check
+
     def _recovery_check(self, session: Session, record: ActionRecord) -> RecoveryCheck | None:
         incident = action_store.incident_of(session, record)
         if incident is None or incident.id is None:
@@ -362,7 +376,9 @@ class ActionExecutor:
                 raise UpstreamError("PROMETHEUS_URL is not set")
             if check.condition:
                 condition = check.condition
-                recovered = not await anyio.to_thread.run_sync(lambda: metrics.query(condition))
+                clear = not await anyio.to_thread.run_sync(lambda: metrics.query(condition))
+                quiet_since = _held(payload, clear, now)
+                recovered = quiet_since is not None and (now - quiet_since).total_seconds() >= check.hold
             else:
                 recovered = await self._db(lambda s: _alerts_resolved(s, record_id))
             if check.figure:
@@ -378,7 +394,17 @@ class ActionExecutor:
             if recovered:
                 text = f"recovered: {check.change(before, after)}, {_human(now - started)} after the action"
             elif now < deadline:
-                raise Reschedule(interval, note="not recovered yet")
+                clear_since = payload.get("clear_since")
+                note = (
+                    "not recovered yet" if not clear_since else "condition clear, holding for the rule's for:"
+                )
+                raise Reschedule(interval, payload=payload, note=note)
+            elif payload.get("clear_since"):
+                text = (
+                    f"not recovered after {_human(deadline - started)}: {check.change(before, after)}; "
+                    f"the alert's condition has not stayed clear for its rule's for: "
+                    f"({_human(timedelta(seconds=check.hold))})"
+                )
             else:
                 text = (
                     f"not recovered after {_human(deadline - started)}: {check.change(before, after)}; "
@@ -530,3 +556,16 @@ def _rollback(workloads: Workloads, params: RollbackParams, plan: dict[str, Any]
             "confirmed; nothing was changed: review it and ask again"
         )
     return _result(workloads.rollback(fresh))
+
+
+def _held(payload: dict[str, Any], clear: bool, now: datetime) -> datetime | None:
+    """Since when the alert's condition has been clear without a break (kept in the job's
+    payload across polls), or None while it holds; updates `payload`."""
+    if not clear:
+        payload.pop("clear_since", None)
+        return None
+    since = payload.get("clear_since")
+    if since is None:
+        payload["clear_since"] = now.isoformat()
+        return now
+    return datetime.fromisoformat(str(since))
