@@ -19,12 +19,12 @@ import anyio
 from fastapi import FastAPI
 
 from bot import __version__, api, webhook
-from bot.actions.kubernetes import Workloads
+from bot.actions.kubernetes import NoKubernetes, Workloads, WorkloadsApi
 from bot.actions.policy import Policy
-from bot.actions.silences import AlertmanagerSilences
+from bot.actions.silences import AlertmanagerSilences, NoAlertmanager, Silences
 from bot.config import Settings
 from bot.db import create_db_engine
-from bot.diagnostics import PrometheusMetrics
+from bot.diagnostics import Metrics, NoPrometheus, PrometheusMetrics
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.flows.execution import ActionExecutor
@@ -61,14 +61,14 @@ def load_runbooks(settings: Settings) -> RunbookSet:
     return load_verified_runbooks(settings.runbooks_dir)
 
 
-def connect_workloads(settings: Settings) -> Workloads | None:
-    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; None (actions
-    off, said so when asked) when neither is there. No API call is made here."""
+def connect_workloads(settings: Settings) -> WorkloadsApi:
+    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; NoKubernetes
+    (actions off, said so when asked) when neither is there. No API call is made here."""
     if settings.kubeconfig:
         return Workloads.from_environment(settings.kubeconfig)
     if settings.in_cluster:
         return Workloads.from_environment(in_cluster=True)
-    return None
+    return NoKubernetes()
 
 
 @dataclass(frozen=True)
@@ -108,9 +108,13 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
     outbox.register(delivery.handlers())
     metrics.watch_outbox(outbox.depth)
-    prometheus = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
+    prometheus: Metrics = (
+        PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else NoPrometheus()
+    )
     workloads = await anyio.to_thread.run_sync(connect_workloads, settings)
-    silences = AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None
+    silences: Silences = (
+        AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else NoAlertmanager()
+    )
     enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
     outbox.register(enrichment.handlers())
     actions = ActionFlows(
@@ -188,12 +192,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                     await task
             await slack.aclose()
             await services.chat.aclose()
-            if services.silences is not None:
-                await services.silences.aclose()
-            if services.prometheus is not None:
-                services.prometheus.close()
-            if services.workloads is not None:
-                services.workloads.close()
+            await services.silences.aclose()
+            services.prometheus.close()
+            services.workloads.close()
             services.engine.dispose()
             logger.info("incident-bot stopped")
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
 
-from bot.actions.kubernetes import Workloads
+from bot.actions.kubernetes import WorkloadsApi
 from bot.actions.policy import Policy
-from bot.actions.silences import AlertmanagerSilences
+from bot.actions.silences import Silences
 from bot.config import Settings
-from bot.diagnostics import PrometheusMetrics
+from bot.diagnostics import Metrics
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.incidents.models import Incident
@@ -30,8 +30,9 @@ __all__ = ["Services"]
 
 @dataclass(frozen=True)
 class Services:
-    """Everything a request or a worker needs. Absent integrations are None here and in the
-    flows that use them, which say so when asked (e.g. "Kubernetes is not configured")."""
+    """Everything a request or a worker needs. An absent integration (no PROMETHEUS_URL,
+    no cluster, no ALERTMANAGER_URL) is a null object with the same protocol whose
+    `available` is False and whose every call says what is not configured."""
 
     settings: Settings
     engine: Engine
@@ -41,9 +42,9 @@ class Services:
     outbox: Outbox
     runbooks: RunbookSet
     policy: Policy
-    prometheus: PrometheusMetrics | None
-    workloads: Workloads | None
-    silences: AlertmanagerSilences | None
+    prometheus: Metrics
+    workloads: WorkloadsApi
+    silences: Silences
     enrichment: Enrichment
     actions: ActionFlows
 

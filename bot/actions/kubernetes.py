@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, overload
+from typing import Any, NoReturn, Protocol, overload
 from urllib.parse import urlencode
 
 import kubernetes.client
@@ -61,6 +61,7 @@ from bot.errors import (
 from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
+    "KUBERNETES_MISSING",
     "RBAC_REQUIREMENTS",
     "ActionResult",
     "AlreadyMatches",
@@ -69,6 +70,7 @@ __all__ = [
     "DeploymentState",
     "GpuCheck",
     "KubernetesForbidden",
+    "NoKubernetes",
     "PlanOutdated",
     "RbacRule",
     "Revision",
@@ -77,6 +79,7 @@ __all__ = [
     "RolloutHistoryMissing",
     "ScalePlan",
     "Workloads",
+    "WorkloadsApi",
     "deployment_state",
     "equal_ignore_hash",
     "template_digest",
@@ -709,8 +712,83 @@ def _translate(exc: ApiException, op: _Op) -> Exception:
 # The adapter
 
 
+KUBERNETES_MISSING = "Kubernetes is not configured: set KUBECONFIG or run in-cluster"
+
+
+class WorkloadsApi(Protocol):
+    """What the flows need from Kubernetes: the `Workloads` adapter, or `NoKubernetes` when
+    the bot has no cluster configured (`available` tells them apart without an API call)."""
+
+    available: bool
+
+    def describe(self, namespace: str, name: str) -> DeploymentState: ...
+
+    def history(self, namespace: str, name: str) -> list[Revision]: ...
+
+    def plan_rollback(self, namespace: str, name: str, to_revision: int | None = None) -> RollbackPlan: ...
+
+    @overload
+    def rollback(self, plan: RollbackPlan, /, *, dry_run: bool = False) -> ActionResult: ...
+
+    @overload
+    def rollback(
+        self, namespace: str, name: str, to_revision: int | None = None, /, *, dry_run: bool = False
+    ) -> ActionResult: ...
+
+    def plan_scale(self, namespace: str, name: str, replicas: int) -> ScalePlan: ...
+
+    def scale(self, namespace: str, name: str, replicas: int, *, dry_run: bool = False) -> ActionResult: ...
+
+    def restart(self, namespace: str, name: str, *, dry_run: bool = False) -> ActionResult: ...
+
+    def close(self) -> None: ...
+
+
+class NoKubernetes:
+    """The Kubernetes adapter of a bot without a cluster: every call says so (ConfigError)."""
+
+    available = False
+
+    def _missing(self) -> NoReturn:
+        raise ConfigError(KUBERNETES_MISSING)
+
+    def describe(self, namespace: str, name: str) -> DeploymentState:
+        self._missing()
+
+    def history(self, namespace: str, name: str) -> list[Revision]:
+        self._missing()
+
+    def plan_rollback(self, namespace: str, name: str, to_revision: int | None = None) -> RollbackPlan:
+        self._missing()
+
+    @overload
+    def rollback(self, plan: RollbackPlan, /, *, dry_run: bool = False) -> ActionResult: ...
+
+    @overload
+    def rollback(
+        self, namespace: str, name: str, to_revision: int | None = None, /, *, dry_run: bool = False
+    ) -> ActionResult: ...
+
+    def rollback(self, *args: Any, **kwargs: Any) -> ActionResult:
+        self._missing()
+
+    def plan_scale(self, namespace: str, name: str, replicas: int) -> ScalePlan:
+        self._missing()
+
+    def scale(self, namespace: str, name: str, replicas: int, *, dry_run: bool = False) -> ActionResult:
+        self._missing()
+
+    def restart(self, namespace: str, name: str, *, dry_run: bool = False) -> ActionResult:
+        self._missing()
+
+    def close(self) -> None:
+        return None
+
+
 class Workloads:
     """Deployments as responders see them: describe, history, roll back, scale, restart."""
+
+    available = True
 
     def __init__(
         self,

@@ -62,8 +62,10 @@ from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
     "MAX_SILENCE_DURATION",
+    "SILENCES_MISSING",
     "AlertmanagerSilences",
     "Matcher",
+    "NoAlertmanager",
     "Silence",
     "Silences",
     "matchers_for_alert",
@@ -132,8 +134,14 @@ class Silence:
     state: str  # active | pending | expired
 
 
+SILENCES_MISSING = "Alertmanager is not configured: set ALERTMANAGER_URL to silence alerts"
+
+
 class Silences(Protocol):
-    """What flows need from a silences backend (the Alertmanager adapter, or a test double)."""
+    """What flows need from a silences backend: the Alertmanager adapter, or `NoAlertmanager`
+    when ALERTMANAGER_URL is not set (`available` tells them apart without a call)."""
+
+    available: bool
 
     async def create(
         self, matchers: Sequence[Matcher], *, duration: timedelta, created_by: str, comment: str
@@ -146,6 +154,33 @@ class Silences(Protocol):
     async def get(self, silence_id: str) -> Silence: ...
 
     async def expire(self, silence_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class NoAlertmanager:
+    """The silences backend of a bot without Alertmanager: every call says so (ConfigError)."""
+
+    available = False
+
+    async def create(
+        self, matchers: Sequence[Matcher], *, duration: timedelta, created_by: str, comment: str
+    ) -> Silence:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def list(
+        self, matchers: Sequence[Matcher] | None = None, *, active_only: bool = True
+    ) -> builtins.list[Silence]:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def get(self, silence_id: str) -> Silence:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def expire(self, silence_id: str) -> None:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def matchers_for_alert(labels: Mapping[str, str]) -> list[Matcher]:
@@ -259,6 +294,8 @@ class AlertmanagerSilences:
     are optional: `bearer_token` or `basic_auth`, not both. `attempts` and `backoff_max` bound
     the retries of retryable failures; `transport` lets tests put a different transport in.
     """
+
+    available = True
 
     def __init__(
         self,

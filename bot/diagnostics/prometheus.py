@@ -64,7 +64,15 @@ from urllib3.util.retry import Retry
 from bot.errors import ConfigError, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bot.retry import is_retryable_status, retry_after_seconds
 
-__all__ = ["Metrics", "PrometheusMetrics", "Series", "auto_step", "safe_url"]
+__all__ = [
+    "PROMETHEUS_MISSING",
+    "Metrics",
+    "NoPrometheus",
+    "PrometheusMetrics",
+    "Series",
+    "auto_step",
+    "safe_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -103,14 +111,41 @@ class Series:
         return tuple(sorted(self.labels.items()))
 
 
+PROMETHEUS_MISSING = "PROMETHEUS_URL is not set"
+
+
 class Metrics(Protocol):
-    """What diagnostics need from a metrics backend; blocking, run in a worker thread."""
+    """What diagnostics need from a metrics backend; blocking, run in a worker thread. The
+    Prometheus adapter, or `NoPrometheus` when PROMETHEUS_URL is not set (`available`)."""
+
+    available: bool
 
     def query(self, expr: str, at: datetime | None = None) -> list[Series]: ...
 
     def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> list[Series]: ...
 
     def alert_hold(self, expr: str) -> timedelta | None: ...
+
+    def close(self) -> None: ...
+
+
+class NoPrometheus:
+    """The metrics backend of a bot without Prometheus: every query says so (UpstreamError,
+    like an unreachable Prometheus: diagnostics and recovery checks report it, not crash)."""
+
+    available = False
+
+    def query(self, expr: str, at: datetime | None = None) -> list[Series]:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def alert_hold(self, expr: str) -> timedelta | None:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def close(self) -> None:
+        return None
 
 
 def safe_url(url: str) -> str:
@@ -240,6 +275,8 @@ class PrometheusMetrics:
     `attempts * (timeout + 2s + connect_timeout) + backoff`; longer outages are the caller's
     to retry (the outbox job retries until Prometheus is back).
     """
+
+    available = True
 
     def __init__(
         self,

@@ -62,8 +62,10 @@ from bot.actions.changes import (
     silence_matches,
 )
 from bot.actions.kubernetes import (
+    KUBERNETES_MISSING,
     ActionResult,
-    Workloads,
+    NoKubernetes,
+    WorkloadsApi,
     template_digest,
 )
 from bot.actions.models import ActionRecord, ActionStatus
@@ -77,7 +79,7 @@ from bot.actions.registry import (
     parse_params,
     spec_of,
 )
-from bot.actions.silences import AlertmanagerSilences, matchers_for_alert
+from bot.actions.silences import SILENCES_MISSING, NoAlertmanager, Silences, matchers_for_alert
 from bot.db import transaction, utcnow
 from bot.errors import BotError, Conflict, PayloadError
 from bot.flows.requests import Answer, Invocation
@@ -106,8 +108,6 @@ CONFIRM_TTL = timedelta(minutes=10)
 APPROVAL_TTL = timedelta(hours=1)
 MAX_SILENCED_ALERTS = 20
 LOCK_ATTEMPT = "incident_bot.lock_attempt"  # Session.info key: whose lock a transaction takes
-KUBERNETES_MISSING = "Kubernetes is not configured: set KUBECONFIG or run in-cluster"
-SILENCES_MISSING = "Alertmanager is not configured: set ALERTMANAGER_URL to silence alerts"
 POD_TEMPLATE_HASH = "pod-template-hash"
 
 
@@ -209,8 +209,8 @@ class ActionFlows:
     groups: UserGroups
     metrics: BotMetrics
     wake: Callable[[], None]
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
+    silences: Silences = field(default_factory=NoAlertmanager)
     clock: Callable[[], datetime] = utcnow
 
     # ================================================================= entry points
@@ -279,9 +279,9 @@ class ActionFlows:
 
         # Configuration first: nothing else matters if the action cannot be carried out here.
         missing = None
-        if spec.workload and self.workloads is None:
+        if spec.workload and not self.workloads.available:
             missing = KUBERNETES_MISSING
-        elif isinstance(params, SilenceParams) and self.silences is None:
+        elif isinstance(params, SilenceParams) and not self.silences.available:
             missing = SILENCES_MISSING
         if missing is not None:
             await self._finish_new(who, answer, base, ActionStatus.FAILED, missing, None)
@@ -453,7 +453,7 @@ class ActionFlows:
 
     async def list_silences(self, incident_id: int, answer: Answer | None) -> None:
         incident, alerts, ours = await self._read(lambda s: self._incident_silences(s, incident_id))
-        if self.silences is None:
+        if not self.silences.available:
             raise Conflict(SILENCES_MISSING)
         active = await self.silences.list(active_only=True)
         lines = [
@@ -474,7 +474,7 @@ class ActionFlows:
     async def unsilence(
         self, incident_id: int, silence_id: str, who: Invocation, answer: Answer | None
     ) -> None:
-        if self.silences is None:
+        if not self.silences.available:
             raise Conflict(SILENCES_MISSING)
         incident, alerts, ours = await self._read(lambda s: self._incident_silences(s, incident_id))
         groups = await self.groups.of(who.user.id) if self.policy.configured else frozenset()
@@ -599,7 +599,6 @@ class ActionFlows:
                 "comment": comment,
             }
         workloads = self.workloads
-        assert workloads is not None
         if isinstance(params, RollbackParams):
             plan = await anyio.to_thread.run_sync(
                 lambda: workloads.plan_rollback(params.namespace, params.deployment, params.revision)
@@ -646,7 +645,6 @@ class ActionFlows:
         result: dict[str, Any] = {}
         if not isinstance(params, SilenceParams):
             workloads = self.workloads
-            assert workloads is not None
             try:
                 done = await anyio.to_thread.run_sync(lambda: _dry_run_workload(workloads, params, record))
             except BotError as exc:
@@ -1144,7 +1142,7 @@ class ActionFlows:
 # Module helpers
 
 
-def _dry_run_workload(workloads: Workloads, params: ActionParams, record: ActionRecord) -> ActionResult:
+def _dry_run_workload(workloads: WorkloadsApi, params: ActionParams, record: ActionRecord) -> ActionResult:
     if isinstance(params, RollbackParams):
         to_revision = record.plan.get("to_revision") or params.revision
         return workloads.rollback(params.namespace, params.deployment, to_revision, dry_run=True)

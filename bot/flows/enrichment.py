@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,13 +21,14 @@ import anyio
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.actions.kubernetes import Workloads
+from bot.actions.kubernetes import NoKubernetes, WorkloadsApi
 from bot.actions.offers import offer
 from bot.db import transaction, utcnow
 from bot.diagnostics import (
     DiagnosticResult,
     GraphsUnavailable,
     Metrics,
+    NoPrometheus,
     Windows,
     diagnostics_message,
     expr_from_generator_url,
@@ -102,8 +103,8 @@ class Enrichment:
     engine: Engine
     chat: SlackChat
     runbooks: RunbookSet
-    metrics: Metrics | None = None
-    workloads: Workloads | None = None
+    metrics: Metrics = field(default_factory=NoPrometheus)
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -129,9 +130,9 @@ class Enrichment:
                 data={"runbook": runbook.name, "version": runbook.version, "path": str(runbook.path)},
             )
             jobs += self._enqueue(session, RUNBOOK, incident, lane="slack", priority=3)
-        if self.metrics is not None:
+        if self.metrics.available:
             jobs += self._enqueue(session, DIAGNOSTICS, incident, lane="diagnostics", priority=4)
-        if self.workloads is not None and labels.get("namespace") and labels.get("deployment"):
+        if self.workloads.available and labels.get("namespace") and labels.get("deployment"):
             jobs += self._enqueue(session, WHAT_CHANGED, incident, lane="k8s", priority=4)
         return jobs
 
@@ -229,7 +230,7 @@ class Enrichment:
 
     # ------------------------------------------------------------------ diagnostics
     async def run_diagnostics(self, job: ClaimedJob) -> None:
-        if self.metrics is None:
+        if not self.metrics.available:
             return
         incident, alerts = await anyio.to_thread.run_sync(
             store.load_with_alerts, self.engine, job.incident_id
@@ -283,7 +284,6 @@ class Enrichment:
         assert incident.channel
         assert incident.slack_ts
         metrics = self.metrics
-        assert metrics is not None
         for index, (query, result) in enumerate(zip(queries, results, strict=True)):
             if not query.graph or not result.ok:
                 continue
@@ -322,7 +322,7 @@ class Enrichment:
 
     # ------------------------------------------------------------------ what changed
     async def what_changed(self, job: ClaimedJob) -> None:
-        if self.workloads is None:
+        if not self.workloads.available:
             return
         incident, alerts = await anyio.to_thread.run_sync(
             store.load_with_alerts, self.engine, job.incident_id

@@ -34,7 +34,15 @@ from sqlmodel import Session
 
 from bot.actions import store as action_store
 from bot.actions.changes import Change
-from bot.actions.kubernetes import ActionResult, AlreadyMatches, PlanOutdated, Workloads, template_digest
+from bot.actions.kubernetes import (
+    KUBERNETES_MISSING,
+    ActionResult,
+    AlreadyMatches,
+    NoKubernetes,
+    PlanOutdated,
+    WorkloadsApi,
+    template_digest,
+)
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
 from bot.actions.registry import (
@@ -45,9 +53,10 @@ from bot.actions.registry import (
     parse_params,
     spec_of,
 )
-from bot.actions.silences import AlertmanagerSilences, Matcher, Silence
+from bot.actions.silences import Matcher, NoAlertmanager, Silence, Silences
 from bot.db import transaction, utcnow
-from bot.diagnostics import Metrics, expr_from_generator_url
+from bot.diagnostics import Metrics, NoPrometheus, expr_from_generator_url
+from bot.diagnostics.prometheus import PROMETHEUS_MISSING
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
 from bot.incidents import jobs, lifecycle, store
@@ -97,9 +106,9 @@ class ActionExecutor:
     metrics: BotMetrics
     wake: Callable[[], None]
     runbooks: RunbookSet
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
-    prometheus: Metrics | None = None
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
+    silences: Silences = field(default_factory=NoAlertmanager)
+    prometheus: Metrics = field(default_factory=NoPrometheus)
     verify_window: timedelta = timedelta(minutes=10)
     clock: Callable[[], datetime] = utcnow
 
@@ -121,7 +130,7 @@ class ActionExecutor:
         check: RecoveryCheck | None = None
         before: float | None = None
         if (
-            self.prometheus is not None
+            self.prometheus.available
             and self.verify_window > timedelta(0)
             and record.incident_id is not None
             and spec_of(record.kind).workload
@@ -173,8 +182,8 @@ class ActionExecutor:
         if isinstance(params, SilenceParams):
             return await self._silence(record, params, resumed)
         workloads = self.workloads
-        if workloads is None:
-            return _Outcome(False, "Kubernetes is not configured: set KUBECONFIG or run in-cluster")
+        if not workloads.available:
+            return _Outcome(False, KUBERNETES_MISSING)
 
         def run() -> _Outcome:
             if isinstance(params, RollbackParams):
@@ -196,7 +205,7 @@ class ActionExecutor:
 
     async def _silence(self, record: ActionRecord, params: SilenceParams, resumed: bool) -> _Outcome:
         silences = self.silences
-        if silences is None:
+        if not silences.available:
             return _Outcome(False, "Alertmanager is not configured: set ALERTMANAGER_URL")
         plan = record.plan or {}
         author, comment = str(plan["created_by"]), str(plan["comment"])
@@ -315,7 +324,7 @@ class ActionExecutor:
 
     async def _measure(self, check: RecoveryCheck) -> float | None:
         metrics, figure = self.prometheus, check.figure
-        if metrics is None or figure is None:
+        if not metrics.available or figure is None:
             return None
 
         def query() -> float | None:
@@ -332,7 +341,7 @@ class ActionExecutor:
         """The check, holding for its alert rule's `for:` when Prometheus has the rule. Best
         effort: without an answer the check holds for nothing, as an alert with `for: 0s`."""
         metrics, condition = self.prometheus, check.condition
-        if metrics is None or condition is None:
+        if not metrics.available or condition is None:
             return check
         try:
             hold = await anyio.to_thread.run_sync(lambda: metrics.alert_hold(condition))
@@ -372,8 +381,8 @@ class ActionExecutor:
         recovered: bool | None
         after: float | None = None
         try:
-            if metrics is None:
-                raise UpstreamError("PROMETHEUS_URL is not set")
+            if not metrics.available:
+                raise UpstreamError(PROMETHEUS_MISSING)
             if check.condition:
                 condition = check.condition
                 clear = not await anyio.to_thread.run_sync(lambda: metrics.query(condition))
@@ -456,7 +465,7 @@ class ActionExecutor:
 
     # ================================================================= silences on resolution
     async def expire_silences(self, job: ClaimedJob) -> None:
-        if self.silences is None or job.incident_id is None:
+        if not self.silences.available or job.incident_id is None:
             return
         incident_id = job.incident_id
         ids = await self._db(lambda s: action_store.active_silence_ids(s, incident_id))
@@ -520,7 +529,9 @@ def _result(result: ActionResult) -> _Outcome:
     )
 
 
-def _rollback(workloads: Workloads, params: RollbackParams, plan: dict[str, Any], resumed: bool) -> _Outcome:
+def _rollback(
+    workloads: WorkloadsApi, params: RollbackParams, plan: dict[str, Any], resumed: bool
+) -> _Outcome:
     """Re-validate the confirmed plan against the live Deployment, then roll back."""
     target = str(plan.get("target_replicaset") or "")
     if target:
