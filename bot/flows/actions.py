@@ -55,25 +55,19 @@ from bot.actions.changes import (
     created_by,
     matchers_text,
     render_request,
-    restart_change,
-    rollback_change,
-    scale_change,
     silence_change,
     silence_matches,
 )
+from bot.actions.kinds import workload_kind
 from bot.actions.kubernetes import (
     KUBERNETES_MISSING,
-    ActionResult,
     NoKubernetes,
     WorkloadsApi,
-    template_digest,
 )
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.policy import ActionKind, ActionRequest, Decision, Policy, can_approve
 from bot.actions.registry import (
     ActionParams,
-    RestartParams,
-    RollbackParams,
     ScaleParams,
     SilenceParams,
     parse_params,
@@ -598,37 +592,8 @@ class ActionFlows:
                 "created_by": author,
                 "comment": comment,
             }
-        workloads = self.workloads
-        if isinstance(params, RollbackParams):
-            plan = await anyio.to_thread.run_sync(
-                lambda: workloads.plan_rollback(params.namespace, params.deployment, params.revision)
-            )
-            return rollback_change(plan), {
-                "from_revision": plan.from_revision,
-                "to_revision": plan.to_revision,
-                "target_replicaset": plan.target.replicaset,
-                "current_digest": template_digest(plan.current_template),
-                "target_digest": template_digest(plan.template),
-                "current_replicas": plan.current.replicas,
-            }
-        if isinstance(params, ScaleParams):
-            scale = await anyio.to_thread.run_sync(
-                lambda: workloads.plan_scale(params.namespace, params.deployment, params.replicas)
-            )
-            return scale_change(scale), {
-                "current_replicas": scale.from_replicas,
-                "gpu_fits": scale.fits,
-            }
-        assert isinstance(params, RestartParams)
-        state = await anyio.to_thread.run_sync(
-            lambda: workloads.describe(params.namespace, params.deployment)
-        )
-        if state.paused:
-            raise Conflict("can't restart a paused deployment; resume it first (kubectl rollout resume)")
-        return restart_change(state, now), {
-            "from_revision": state.revision,
-            "current_replicas": state.replicas,
-        }
+        workloads, kind = self.workloads, workload_kind(record.kind)
+        return await anyio.to_thread.run_sync(lambda: kind.plan(workloads, params, now))
 
     async def _dry_run(
         self,
@@ -646,7 +611,8 @@ class ActionFlows:
         if not isinstance(params, SilenceParams):
             workloads = self.workloads
             try:
-                done = await anyio.to_thread.run_sync(lambda: _dry_run_workload(workloads, params, record))
+                kind, plan = workload_kind(record.kind), record.plan
+                done = await anyio.to_thread.run_sync(lambda: kind.dry_run(workloads, params, plan))
             except BotError as exc:
                 await self._finish_new(
                     who, answer, record, ActionStatus.FAILED, f"dry run failed: {exc.message}", change
@@ -1140,16 +1106,6 @@ class ActionFlows:
 
 # ---------------------------------------------------------------------------------------------
 # Module helpers
-
-
-def _dry_run_workload(workloads: WorkloadsApi, params: ActionParams, record: ActionRecord) -> ActionResult:
-    if isinstance(params, RollbackParams):
-        to_revision = record.plan.get("to_revision") or params.revision
-        return workloads.rollback(params.namespace, params.deployment, to_revision, dry_run=True)
-    if isinstance(params, ScaleParams):
-        return workloads.scale(params.namespace, params.deployment, params.replicas, dry_run=True)
-    assert isinstance(params, RestartParams)
-    return workloads.restart(params.namespace, params.deployment, dry_run=True)
 
 
 def _incident_for_target(session: Session, namespace: str, deployment: str) -> Incident | None:

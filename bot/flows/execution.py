@@ -34,21 +34,15 @@ from sqlmodel import Session
 
 from bot.actions import store as action_store
 from bot.actions.changes import Change
+from bot.actions.kinds import Outcome, workload_kind
 from bot.actions.kubernetes import (
     KUBERNETES_MISSING,
-    ActionResult,
-    AlreadyMatches,
     NoKubernetes,
-    PlanOutdated,
     WorkloadsApi,
-    template_digest,
 )
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
 from bot.actions.registry import (
-    RestartParams,
-    RollbackParams,
-    ScaleParams,
     SilenceParams,
     parse_params,
     spec_of,
@@ -90,13 +84,6 @@ def _human(delta: timedelta) -> str:
         return f"{seconds} s"
     minutes = seconds // 60
     return f"{minutes} min" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
-
-
-@dataclass
-class _Outcome:
-    ok: bool
-    text: str
-    result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,9 +131,9 @@ class ActionExecutor:
         except RetryableUpstreamError as exc:
             if self._within_deadline(record):
                 raise
-            outcome = _Outcome(False, f"{exc.message}; gave up: not done within {_human(EXECUTE_DEADLINE)}")
+            outcome = Outcome(False, f"{exc.message}; gave up: not done within {_human(EXECUTE_DEADLINE)}")
         except BotError as exc:
-            outcome = _Outcome(False, exc.message)
+            outcome = Outcome(False, exc.message)
         await self._db(lambda s: self._finish(s, record_id, outcome, check, before))
         self.wake()
         self.metrics.action_outcome(record.kind, "succeeded" if outcome.ok else "failed")
@@ -161,7 +148,7 @@ class ActionExecutor:
             self._close(
                 session,
                 record,
-                _Outcome(
+                Outcome(
                     False, f"did not start within {_human(EXECUTE_DEADLINE)} of being confirmed; ask again"
                 ),
                 expected=ActionStatus.QUEUED,
@@ -176,37 +163,22 @@ class ActionExecutor:
             return True
         return self.clock() - datetime.fromisoformat(str(queued)) < EXECUTE_DEADLINE
 
-    async def _carry_out(self, record: ActionRecord, resumed: bool) -> _Outcome:
+    async def _carry_out(self, record: ActionRecord, resumed: bool) -> Outcome:
         params = parse_params(record.kind, record.params)
         plan = record.plan or {}
         if isinstance(params, SilenceParams):
             return await self._silence(record, params, resumed)
         workloads = self.workloads
         if not workloads.available:
-            return _Outcome(False, KUBERNETES_MISSING)
+            return Outcome(False, KUBERNETES_MISSING)
 
-        def run() -> _Outcome:
-            if isinstance(params, RollbackParams):
-                return _rollback(workloads, params, plan, resumed)
-            if isinstance(params, ScaleParams):
-                return _result(workloads.scale(params.namespace, params.deployment, params.replicas))
-            assert isinstance(params, RestartParams)
-            if resumed:
-                state = workloads.describe(params.namespace, params.deployment)
-                if state.revision != plan.get("from_revision"):
-                    return _Outcome(
-                        True,
-                        f"restarted {params.target}: now revision {state.revision} (an earlier attempt)",
-                        {"after": state.summary()},
-                    )
-            return _result(workloads.restart(params.namespace, params.deployment))
+        kind = workload_kind(record.kind)
+        return await anyio.to_thread.run_sync(lambda: kind.execute(workloads, params, plan, resumed))
 
-        return await anyio.to_thread.run_sync(run)
-
-    async def _silence(self, record: ActionRecord, params: SilenceParams, resumed: bool) -> _Outcome:
+    async def _silence(self, record: ActionRecord, params: SilenceParams, resumed: bool) -> Outcome:
         silences = self.silences
         if not silences.available:
-            return _Outcome(False, "Alertmanager is not configured: set ALERTMANAGER_URL")
+            return Outcome(False, "Alertmanager is not configured: set ALERTMANAGER_URL")
         plan = record.plan or {}
         author, comment = str(plan["created_by"]), str(plan["comment"])
         made: list[Silence] = []
@@ -233,7 +205,7 @@ class ActionExecutor:
             )
         ends = max((s.ends_at for s in made), default=self.clock() + params.length)
         ids = [s.id for s in made]
-        return _Outcome(
+        return Outcome(
             True,
             f"silenced {len(ids)} alert(s) until {ends:%Y-%m-%d %H:%M} UTC ({params.duration}); "
             f"silence id{'s' if len(ids) != 1 else ''}: {', '.join(ids)}",
@@ -244,7 +216,7 @@ class ActionExecutor:
         self,
         session: Session,
         record_id: int,
-        outcome: _Outcome,
+        outcome: Outcome,
         check: RecoveryCheck | None,
         before: float | None,
     ) -> None:
@@ -276,7 +248,7 @@ class ActionExecutor:
         self,
         session: Session,
         record: ActionRecord,
-        outcome: _Outcome,
+        outcome: Outcome,
         *,
         expected: ActionStatus,
         check: RecoveryCheck | None = None,
@@ -514,59 +486,6 @@ def _alerts_resolved(session: Session, record_id: int) -> bool:
         return False
     alerts = store.alerts_of(session, record.incident_id)
     return bool(alerts) and all(a.status == AlertStatus.RESOLVED for a in alerts)
-
-
-def _result(result: ActionResult) -> _Outcome:
-    return _Outcome(
-        True,
-        result.message,
-        {
-            "before": result.before.summary(),
-            "after": result.after.summary(),
-            "change": result.describe_change(),
-            "attempts": result.attempts,
-        },
-    )
-
-
-def _rollback(
-    workloads: WorkloadsApi, params: RollbackParams, plan: dict[str, Any], resumed: bool
-) -> _Outcome:
-    """Re-validate the confirmed plan against the live Deployment, then roll back."""
-    target = str(plan.get("target_replicaset") or "")
-    if target:
-        current = next((r for r in workloads.history(params.namespace, params.deployment) if r.current), None)
-        if current is not None and current.replicaset == target:
-            state = workloads.describe(params.namespace, params.deployment)
-            if resumed:
-                return _Outcome(
-                    True,
-                    f"rolled back {params.target} to ReplicaSet {target} (an earlier attempt)",
-                    {"after": state.summary()},
-                )
-            running = state.model_label() or ", ".join(state.images.values())
-            raise AlreadyMatches(
-                f"skipped: {params.target} already runs the template this rollback would restore "
-                f"(now revision {state.revision}, {running}); "
-                "someone rolled it back already, nothing was changed",
-                revision=current.revision,
-            )
-    fresh = workloads.plan_rollback(params.namespace, params.deployment, plan.get("to_revision"))
-    if template_digest(fresh.current_template) != plan.get("current_digest"):
-        now = fresh.current.model_label() or ", ".join(fresh.current.images.values())
-        raise PlanOutdated(
-            f"{params.target} changed since the rollback was confirmed (it is now revision "
-            f"{fresh.from_revision}, {now}); "
-            "nothing was changed: review it and ask again"
-        )
-    if template_digest(fresh.template) != plan.get("target_digest") or (
-        target and fresh.target.replicaset != target
-    ):
-        raise PlanOutdated(
-            f"revision {plan.get('to_revision')} of {params.target} changed since the rollback was "
-            "confirmed; nothing was changed: review it and ask again"
-        )
-    return _result(workloads.rollback(fresh))
 
 
 def _held(payload: dict[str, Any], clear: bool, now: datetime) -> datetime | None:
