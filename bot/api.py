@@ -17,7 +17,8 @@ from bot.incidents import postmortem, store
 from bot.incidents.models import IncidentDetail, IncidentPublic
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
+    from bot.slack.socket_mode import SocketMode
 
 __all__ = ["router"]
 
@@ -44,7 +45,8 @@ async def readyz(request: Request) -> JSONResponse:
 
     # Socket Mode: the socket's state is reported, not required: alerts are accepted and
     # recorded while Slack is unreachable (bot/slack/socket_mode.py).
-    slack = {"slack": services.socket.status()} if services.socket is not None else {}
+    socket: SocketMode | None = getattr(request.app.state, "socket", None)
+    slack = {"slack": socket.status()} if socket is not None else {}
     try:
         with anyio.fail_after(5):
             await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)

@@ -48,7 +48,15 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bot.sandbox.demo import run_demo
+    try:
+        from bot.sandbox.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("bot.sandbox"):
+            raise
+        raise ConfigError(
+            "the demo's local stand-ins (bot/sandbox) are not part of this installation "
+            "(the production image leaves them out); run `make demo` from a clone"
+        ) from None
 
     return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir, replay=args.replay)
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_MODELS_FILE"))
     kpi_digest: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_DIGEST"))
     kpi_channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_CHANNEL"))
+    # Set by Kubernetes in every pod: the bot then uses its service account (in-cluster config).
+    kubernetes_service_host: str | None = Field(None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
 
     max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
     dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))
@@ -108,6 +110,10 @@ class Settings(BaseSettings):
 
     def app_token(self) -> str:
         return self.slack_app_token.get_secret_value() if self.slack_app_token else ""
+
+    @property
+    def in_cluster(self) -> bool:
+        return bool(self.kubernetes_service_host)
 
     def token(self) -> str:
         return self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""

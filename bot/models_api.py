@@ -17,7 +17,7 @@ from bot.kpis.service import KpiReport, KpiService
 from bot.kpis.window import Window, WindowError
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["API_BUDGET_SECONDS", "router"]
 
@@ -29,7 +29,6 @@ API_BUDGET_SECONDS = 10.0
 
 def _kpis(request: Request) -> KpiService:
     services: Services = request.app.state.services
-    assert services.kpis is not None
     return services.kpis
 
 

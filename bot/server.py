@@ -10,31 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from bot import __version__, api, models_api, webhook
-from bot.actions.executor import ActionExecutor
-from bot.actions.flows import ActionFlows
-from bot.actions.groups import UserGroups
-from bot.actions.kubernetes import Workloads
+from bot.actions.kubernetes import NoKubernetes, Workloads, WorkloadsApi
 from bot.actions.policy import Policy
-from bot.actions.silences import AlertmanagerSilences
+from bot.actions.silences import AlertmanagerSilences, NoAlertmanager, Silences
 from bot.config import Settings
-from bot.db import create_db_engine, init_schema
-from bot.diagnostics import PrometheusMetrics
+from bot.db import create_db_engine
+from bot.diagnostics import Metrics, NoPrometheus, PrometheusMetrics
 from bot.errors import ConfigError
+from bot.flows.actions import ActionFlows
+from bot.flows.enrichment import Enrichment
+from bot.flows.execution import ActionExecutor
 from bot.http_guards import ApiTokenGuard, CloseOnError
-from bot.incidents.enrich import Enrichment
-from bot.incidents.models import Incident
 from bot.kpis.digest import DigestSchedule, run_digest_schedule
 from bot.kpis.models_file import ModelsFile
 from bot.kpis.owner_routing import OwnerRouter
@@ -44,6 +39,8 @@ from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
+from bot.schema import init_schema
+from bot.services import Services
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
@@ -51,12 +48,14 @@ from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
+from bot.slack.home_viewers import HomeRefresh
 from bot.slack.kpi_digest import KpiDigestPoster
 from bot.slack.kpi_listeners import register_kpi_listeners
 from bot.slack.kpi_owner_notices import OwnerNotices
 from bot.slack.socket_mode import SocketMode
+from bot.slack.usergroups import UserGroups
 
-__all__ = ["Services", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,50 +63,6 @@ logger = logging.getLogger(__name__)
 KPI_QUERY_TIMEOUT = 10.0
 #: The same for `/model`, which answers within Slack's 3 seconds anyway.
 KPI_QUICK_TIMEOUT = 2.5
-
-
-@dataclass
-class Services:
-    """Everything a request or a worker needs, built once per app."""
-
-    settings: Settings
-    engine: Engine
-    router: Router
-    metrics: BotMetrics
-    chat: SlackChat
-    outbox: Outbox
-    runbooks: RunbookSet = field(default_factory=lambda: RunbookSet([]))
-    policy: Policy = field(default_factory=lambda: Policy.load(None))
-    prometheus: PrometheusMetrics | None = None
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
-    enrichment: Enrichment = field(init=False)
-    actions: ActionFlows | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    slack: SlackApp | None = None
-    socket: SocketMode | None = None  # Slack over Socket Mode (SLACK_APP_TOKEN), else HTTP
-    kpis: KpiService | None = None
-    owner_notices: OwnerNotices | None = None
-
-    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
-        owners' mention on a model's drift or quality incident."""
-        count = self.enrichment.on_open(session, incident, labels)
-        if self.owner_notices is not None:
-            count += self.owner_notices.on_open(session, incident, labels)
-        return count
-
-    def observe_acknowledgement(self, incident: Incident) -> None:
-        if incident.acknowledged_at is None:
-            return
-        seconds = max(0.0, (incident.acknowledged_at - incident.created_at).total_seconds())
-        self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
-
-    def observe_resolution(self, incident: Incident) -> None:
-        if incident.resolved_at is None:
-            return
-        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
-        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
 
 
 def load_runbooks(settings: Settings) -> RunbookSet:
@@ -121,14 +76,14 @@ def load_runbooks(settings: Settings) -> RunbookSet:
     return load_verified_runbooks(settings.runbooks_dir)
 
 
-def connect_workloads(settings: Settings) -> Workloads | None:
-    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; None (actions
-    off, said so when asked) when neither is there. No API call is made here."""
+def connect_workloads(settings: Settings) -> WorkloadsApi:
+    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; NoKubernetes
+    (actions off, said so when asked) when neither is there. No API call is made here."""
     if settings.kubeconfig:
         return Workloads.from_environment(settings.kubeconfig)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Workloads.from_environment()
-    return None
+    if settings.in_cluster:
+        return Workloads.from_environment(in_cluster=True)
+    return NoKubernetes()
 
 
 def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
@@ -150,8 +105,8 @@ class BotConfig:
     router: Router
     runbooks: RunbookSet
     policy: Policy
-    models: ModelsFile = field(default_factory=ModelsFile)
-    digest: DigestSchedule | None = None
+    models: ModelsFile
+    digest: DigestSchedule | None
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
@@ -167,7 +122,7 @@ class BotConfig:
         )
 
 
-async def build_services(settings: Settings, config: BotConfig) -> Services:
+async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
     init_schema(engine)
@@ -179,22 +134,42 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         post_interval=settings.slack_post_interval,
         on_call=metrics.slack_call,
     )
-    delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
-    outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
-    metrics.watch_outbox(outbox.depth)
-    services = Services(
-        settings=settings,
-        engine=engine,
-        router=router,
-        metrics=metrics,
-        chat=chat,
-        outbox=outbox,
-        runbooks=runbooks,
-        policy=policy,
-        prometheus=PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None,
-        workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
-        silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
+    delivery = SlackDelivery(
+        engine, chat, public_url=settings.public_url, refresh_home=HomeRefresh(engine, chat)
     )
+    outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
+    outbox.register(delivery.handlers())
+    metrics.watch_outbox(outbox.depth)
+    prometheus: Metrics = (
+        PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else NoPrometheus()
+    )
+    workloads = await anyio.to_thread.run_sync(connect_workloads, settings)
+    silences: Silences = (
+        AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else NoAlertmanager()
+    )
+    enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
+    outbox.register(enrichment.handlers())
+    actions = ActionFlows(
+        engine=engine,
+        policy=policy,
+        groups=UserGroups(chat, policy.usergroups()),
+        metrics=metrics,
+        wake=outbox.wake,
+        workloads=workloads,
+        silences=silences,
+    )
+    executor = ActionExecutor(
+        engine=engine,
+        chat=chat,
+        metrics=metrics,
+        wake=outbox.wake,
+        runbooks=runbooks,
+        workloads=workloads,
+        silences=silences,
+        prometheus=prometheus,
+        verify_window=timedelta(seconds=settings.verify_seconds),
+    )
+    outbox.register(executor.handlers())
     kpis = KpiService(
         PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
         if settings.prometheus_url
@@ -205,41 +180,34 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         if settings.prometheus_url
         else None,
     )
-    services.kpis = kpis
-    services.owner_notices = OwnerNotices(config.models)
-    services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
-    outbox.handlers.update(services.enrichment.handlers())
-    services.actions = ActionFlows(
+    services = Services(
+        settings=settings,
         engine=engine,
-        policy=policy,
-        groups=UserGroups(chat, policy.usergroups()),
+        router=router,
         metrics=metrics,
-        wake=outbox.wake,
-        workloads=services.workloads,
-        silences=services.silences,
-    )
-    executor = ActionExecutor(
-        engine=engine,
         chat=chat,
-        metrics=metrics,
-        wake=outbox.wake,
+        outbox=outbox,
         runbooks=runbooks,
-        workloads=services.workloads,
-        silences=services.silences,
-        prometheus=services.prometheus,
-        verify_window=timedelta(seconds=settings.verify_seconds),
+        policy=policy,
+        prometheus=prometheus,
+        workloads=workloads,
+        silences=silences,
+        enrichment=enrichment,
+        actions=actions,
+        kpis=kpis,
+        owner_notices=OwnerNotices(config.models),
     )
-    outbox.handlers.update(executor.handlers())
-    services.slack = build_slack_app(services)
-    register_action_listeners(services.slack, services.actions)
-    register_kpi_listeners(services.slack, kpis, chat, services.workloads)
+    slack = build_slack_app(services)
+    register_action_listeners(slack, actions)
+    register_kpi_listeners(slack, kpis, chat, workloads)
     digest_channel = settings.kpi_channel or settings.channel
     if digest_channel:
-        outbox.handlers.update(KpiDigestPoster(kpis, chat, digest_channel).handlers())
-    channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
-    outbox.handlers.update(channels.handlers())
-    outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
-    return services
+        outbox.register(KpiDigestPoster(kpis, chat, digest_channel).handlers())
+    channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
+    outbox.register(channels.handlers())
+    outbox.register(PostmortemPoster(engine, chat).handlers())
+    outbox.check_handlers()
+    return services, slack
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
@@ -249,26 +217,34 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, config)
+        services, slack = await build_services(settings, config)
         app.state.services = services
-        if settings.socket_mode and services.slack is not None:
-            services.socket = SocketMode(
-                services.slack.bolt,
+        app.state.slack = slack
+        # Slack over Socket Mode (SLACK_APP_TOKEN): connected once every listener is registered.
+        socket = (
+            SocketMode(
+                slack.bolt,
                 settings.app_token(),
                 registry=services.metrics.registry,
                 ping_interval=settings.slack_ping_interval,
             )
-            await services.socket.start()
+            if settings.socket_mode
+            else None
+        )
+        app.state.socket = socket
+        if socket is not None:
+            await socket.start()
+        tasks: list[asyncio.Task[None]] = []
         if run_workers:
-            services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
-            services.tasks.append(
+            tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
+            tasks.append(
                 asyncio.create_task(
                     prune_periodically(services.engine, retention=timedelta(days=settings.retention_days)),
                     name="prune",
                 )
             )
             if config.digest is not None:
-                services.tasks.append(
+                tasks.append(
                     asyncio.create_task(
                         run_digest_schedule(
                             services.engine,
@@ -283,24 +259,19 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            for task in services.tasks:
+            for task in tasks:
                 task.cancel()
-            for task in services.tasks:
+            for task in tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
-            if services.socket is not None:
-                await services.socket.aclose()
-            if services.slack is not None:
-                await services.slack.aclose()
+            if socket is not None:
+                await socket.aclose()
+            await slack.aclose()
             await services.chat.aclose()
-            if services.silences is not None:
-                await services.silences.aclose()
-            if services.prometheus is not None:
-                services.prometheus.close()
-            if services.kpis is not None:
-                services.kpis.close()
-            if services.workloads is not None:
-                services.workloads.close()
+            await services.silences.aclose()
+            services.prometheus.close()
+            services.kpis.close()
+            services.workloads.close()
             services.engine.dispose()
             logger.info("incident-bot stopped")
 

@@ -22,8 +22,20 @@ anything shown to users `strip_paths` absolute file paths -> their file name
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
-__all__ = ["bold", "code", "defuse", "escape", "literal", "preformatted", "strip_paths", "truncate"]
+__all__ = [
+    "bold",
+    "code",
+    "defuse",
+    "escape",
+    "literal",
+    "mention",
+    "preformatted",
+    "slack_date",
+    "strip_paths",
+    "truncate",
+]
 
 _ENTITIES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
 _MARKUP = str.maketrans({"*": "\u2217", "~": "\u223c", "`": "\u02cb"})
@@ -79,3 +91,16 @@ def truncate(value: str, limit: int, *, marker: str = "…") -> str:
     if amp != -1 and ";" not in cut[amp:] and len(cut) - amp < 6:
         cut = cut[:amp]
     return cut + marker
+
+
+def mention(user_id: str | None, name: str | None = None) -> str:
+    """`<@U123>` (Slack shows the current display name); the stored name only as a fallback."""
+    if user_id:
+        return f"<@{user_id}>"
+    return literal(name) if name else "someone"
+
+
+def slack_date(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
+    """Slack renders this in each reader's own time zone; the fallback is UTC."""
+    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"

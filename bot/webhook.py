@@ -26,7 +26,7 @@ from bot.errors import PayloadError
 from bot.incidents.intake import IntakeResult, apply_notification
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["router"]
 

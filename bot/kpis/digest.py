@@ -34,11 +34,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.db import transaction, utcnow
+from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError
 from bot.kpis.tables import DigestClaim
 from bot.kpis.window import MIN_WINDOW, Window
 from bot.outbox import enqueue
-from bot.runbooks.durations import format_duration, parse_duration
 
 __all__ = ["DIGEST_JOB", "DigestClaim", "DigestSchedule", "claim_due", "run_digest_schedule"]
 

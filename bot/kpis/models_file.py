@@ -4,8 +4,8 @@ Models are found in Prometheus (bot/kpis/discovery.py); this optional YAML file 
 model, a display name, its owners (Slack user IDs `U...`/`W...` or user group IDs `S...`)
 and their channel, SLO targets, a GPU-hour price for cost per 1k requests when no cost
 metric exists, and PromQL overrides of any KPI. It is validated when the bot starts and
-every mistake is reported as `file:line: message`, like runbooks and the policy (the YAML
-source map is the runbooks' loader, `bot.runbooks.source`, until a shared loader exists).
+every mistake is reported as `file:line: message` by the loader runbooks, policy and routing
+share (bot/configfile.py).
 
 ```yaml
 models:
@@ -30,8 +30,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.configfile import compose_yaml, validation_errors
 from bot.errors import ConfigError
-from bot.runbooks.source import SourceMap, compose_yaml, format_loc
 
 __all__ = ["KPI_NAMES", "ModelSpec", "ModelsFile", "ModelsFileError", "Slo"]
 
@@ -150,7 +150,7 @@ class ModelsFile:
         try:
             spec = _File.model_validate(data)
         except ValidationError as exc:
-            raise ModelsFileError(_errors(exc, source)) from None
+            raise ModelsFileError(validation_errors(exc, source, data, model=_File)) from None
         seen: dict[tuple[str, str | None], int] = {}
         duplicates: list[str] = []
         for index, model in enumerate(spec.models):
@@ -164,22 +164,3 @@ class ModelsFile:
         if duplicates:
             raise ModelsFileError(duplicates)
         return cls(specs=tuple(spec.models), source=display)
-
-
-def _errors(exc: ValidationError, source: SourceMap) -> list[str]:
-    out: list[tuple[int, str]] = []
-    for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if isinstance(p, (str, int)))
-        kind = err["type"]
-        if kind == "missing":
-            line = source.line(loc[:-1])
-            message = f"{format_loc(loc[:-1]) or 'the file'}: missing required key {str(loc[-1])!r}"
-        elif kind == "extra_forbidden":
-            line = source.line(loc, prefer_key=True)
-            message = f"{format_loc(loc[:-1]) or 'the file'}: unknown key {str(loc[-1])!r}"
-        else:
-            line = source.line(loc)
-            text = str(err["msg"]).removeprefix("Value error, ")
-            message = f"{format_loc(loc)}: {text}"
-        out.append((line, f"{source.display}:{line}: {message}"))
-    return [text for _, text in sorted(dict.fromkeys(out), key=lambda e: e[0])]

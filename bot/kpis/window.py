@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.durations import format_duration, parse_duration
 from bot.errors import PayloadError
-from bot.runbooks.durations import format_duration, parse_duration
 
 __all__ = ["DEFAULT_WINDOW", "MAX_WINDOW", "MIN_WINDOW", "Window", "WindowError"]
 

@@ -11,14 +11,15 @@ characters, a section's 3000).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bot.actions.changes import Change
 from bot.slack.blocks import BUTTON_TEXT, MAX_BLOCKS, SECTION_TEXT, ActionId, Message, slack_date
-from bot.slack.mrkdwn import code, defuse, escape, literal, preformatted, truncate
+from bot.text import code, defuse, escape, literal, preformatted, truncate
 
 __all__ = [
     "ActionButton",
@@ -51,43 +52,6 @@ class ActionButton(StrEnum):
     CANCEL = ActionId.CANCEL.value
     APPROVE = ActionId.APPROVE.value
     REJECT = "action_reject"
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an action will change (or changed), as people read it. Stored on the action record
-    so every later message (approval, result) says the same thing."""
-
-    kind: str  # rollback | scale | restart | silence
-    verb: str  # "roll back"
-    target: str  # "llm-prod/vllm-llama", or for a silence "2 alerts of INC-3"
-    headline: str  # "llama-3-8b v14 -> v13", "replicas 2 -> 4", "for 2h"
-    details: tuple[str, ...] = ()  # "revision 3 -> 2", "container vllm: image a -> b", matchers
-    warning: str | None = None  # e.g. the GPU shortfall of a scale-up
-    request: str | None = None  # the API request(s), rendered, for dry runs and the audit
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["details"] = list(self.details)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Change:
-        return cls(
-            kind=str(data.get("kind", "")),
-            verb=str(data.get("verb", "")),
-            target=str(data.get("target", "")),
-            headline=str(data.get("headline", "")),
-            details=tuple(str(d) for d in data.get("details") or ()),
-            warning=str(data["warning"]) if data.get("warning") else None,
-            request=str(data["request"]) if data.get("request") else None,
-        )
-
-    def sentence(self) -> str:
-        """'roll back llm-prod/vllm-llama: llama-3-8b v14 -> v13' (plain text)."""
-        return (
-            f"{self.verb} {self.target}: {self.headline}" if self.headline else f"{self.verb} {self.target}"
-        )
 
 
 @dataclass(frozen=True)

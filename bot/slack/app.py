@@ -42,14 +42,15 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import BotError
+from bot.flows.requests import Invocation
 from bot.incidents.lifecycle import Actor
 from bot.slack import commands, replies
 from bot.slack.blocks import ActionId, Message
-from bot.slack.flows import Invocation, SlackFlows
+from bot.slack.flows import SlackFlows
 from bot.slack.request_guard import VERIFIED, Refusal, read_verified_body
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["BotIdentity", "RecentRequests", "SlackApp", "build_slack_app", "request_key", "router"]
 
@@ -70,10 +71,9 @@ router = APIRouter()
 @router.post("/slack/events")
 async def slack_events(request: Request) -> Response:
     """Only a request whose signature was verified reaches Bolt (bot/slack/request_guard.py)."""
-    services: Services = request.app.state.services
-    assert services.slack is not None
+    slack: SlackApp = request.app.state.slack
     try:
-        verified = await read_verified_body(request, services.slack.verifier)
+        verified = await read_verified_body(request, slack.verifier)
     except Refusal as refusal:
         return refusal.response
     try:
@@ -81,7 +81,7 @@ async def slack_events(request: Request) -> Response:
     except Exception as exc:  # Bolt's context extraction on a signed body of an odd shape
         logger.warning("signed Slack request Bolt cannot read", extra={"error": type(exc).__name__})
         return Refusal(400, "not a Slack request incident-bot can read").response
-    return to_starlette_response(await services.slack.bolt.async_dispatch(bolt_request))
+    return to_starlette_response(await slack.bolt.async_dispatch(bolt_request))
 
 
 class BotIdentity:
@@ -323,7 +323,7 @@ def build_slack_app(services: Services) -> SlackApp:
     ) -> None:
         await ack()
         await after_ack(
-            flows.open_incident(client, str(body.get("trigger_id")), str(action.get("value"))),
+            flows.open_incident(str(body.get("trigger_id")), str(action.get("value"))),
             body,
             context,
             None,
@@ -338,7 +338,7 @@ def build_slack_app(services: Services) -> SlackApp:
         event: dict[str, Any], body: dict[str, Any], client: AsyncWebClient, context: AsyncBoltContext
     ) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
-            await after_ack(flows.publish_home(client, str(event["user"])), body, context, None)
+            await after_ack(flows.publish_home(str(event["user"])), body, context, None)
 
     @bolt.error
     async def on_error(

@@ -9,13 +9,12 @@ to Slack's limits here, in one place, so no caller can forget it. Limits are Sla
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity
 from bot.incidents.rules import key_labels
-from bot.slack.mrkdwn import bold, code, defuse, escape, literal, truncate
+from bot.text import bold, code, defuse, escape, literal, slack_date, truncate
 
 __all__ = [
     "ActionId",
@@ -63,12 +62,6 @@ class ActionId(StrEnum):
 
 
 Message = dict[str, Any]  # {"text": fallback, "blocks": [...]} ready for chat.postMessage
-
-
-def slack_date(when: datetime, fmt: str = "{date_short_pretty} {time}") -> str:
-    """Slack renders this in each reader's own time zone; the fallback is UTC."""
-    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when.timestamp())}^{fmt}|{fallback}>"
 
 
 def _plain(text: str, limit: int) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bot.actions.kubernetes import Revision
 from bot.kpis.scorecard import HIGHER_IS_BETTER, Scorecard
 from bot.kpis.service import KpiReport
 from bot.slack.blocks import Message, slack_date
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 __all__ = ["MODEL_USAGE", "digest_message", "model_list", "scorecard_message", "scorecard_text"]
 

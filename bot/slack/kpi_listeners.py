@@ -17,7 +17,7 @@ from typing import Any
 import anyio
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot.actions.kubernetes import Revision, Workloads
+from bot.actions.kubernetes import Revision, WorkloadsApi
 from bot.diagnostics.graph import GraphsUnavailable
 from bot.errors import BotError, UpstreamError
 from bot.kpis.scorecard import Scorecard
@@ -29,7 +29,7 @@ from bot.slack.blocks import Message
 from bot.slack.chat import SlackChat
 from bot.slack.commands import UsageError, unescape
 from bot.slack.kpi_blocks import MODEL_USAGE, model_list, scorecard_message
-from bot.slack.mrkdwn import escape
+from bot.text import escape
 
 __all__ = [
     "MODEL_COMMAND",
@@ -79,9 +79,9 @@ def _ephemeral(message: Message) -> dict[str, Any]:
     }
 
 
-async def last_rollout(workloads: Workloads | None, card: Scorecard) -> tuple[Revision | None, str | None]:
+async def last_rollout(workloads: WorkloadsApi, card: Scorecard) -> tuple[Revision | None, str | None]:
     """The deployment's current revision (when it was rolled out, which model version), or why not."""
-    if workloads is None:
+    if not workloads.available:
         return None, None
     if card.server is None or not card.deployment or "," in card.deployment:
         return None, None
@@ -100,7 +100,7 @@ async def last_rollout(workloads: Workloads | None, card: Scorecard) -> tuple[Re
 
 
 def register_kpi_listeners(
-    slack: SlackApp, kpis: KpiService, chat: SlackChat, workloads: Workloads | None = None
+    slack: SlackApp, kpis: KpiService, chat: SlackChat, workloads: WorkloadsApi
 ) -> None:
     async def model_command(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext

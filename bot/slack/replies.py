@@ -15,8 +15,8 @@ from bot.db import utcnow
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity, TimelineEvent
 from bot.slack.blocks import SEVERITY_EMOJI, STATUS_EMOJI, Message, slack_date
 from bot.slack.commands import USAGE
-from bot.slack.mrkdwn import escape, literal, truncate
 from bot.slack.notices import mention
+from bot.text import escape, literal, truncate
 
 __all__ = [
     "age",

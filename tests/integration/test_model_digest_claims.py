@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from bot.db import create_db_engine, init_schema
+from bot.db import create_db_engine
 from bot.kpis.digest import DIGEST_JOB, DigestSchedule, claim_due
+from bot.schema import init_schema
 from tests.support.postgres import PostgresServer
 
 REPLICAS = 6

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -33,30 +33,33 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from bot.actions import store as action_store
-from bot.actions.kubernetes import ActionResult, AlreadyMatches, PlanOutdated, Workloads, template_digest
+from bot.actions.changes import Change
+from bot.actions.kinds import Outcome, workload_kind
+from bot.actions.kubernetes import (
+    KUBERNETES_MISSING,
+    NoKubernetes,
+    WorkloadsApi,
+)
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
 from bot.actions.registry import (
-    RestartParams,
-    RollbackParams,
-    ScaleParams,
     SilenceParams,
     parse_params,
     spec_of,
 )
-from bot.actions.silences import AlertmanagerSilences, Matcher, Silence
+from bot.actions.silences import Matcher, NoAlertmanager, Silence, Silences
 from bot.db import transaction, utcnow
-from bot.diagnostics import Metrics, expr_from_generator_url
+from bot.diagnostics import Metrics, NoPrometheus, expr_from_generator_url
+from bot.diagnostics.prometheus import PROMETHEUS_MISSING
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
+from bot.flows.enrichment import runbook_context
 from bot.incidents import jobs, lifecycle, store
-from bot.incidents.enrich import runbook_context
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import AlertStatus, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue
 from bot.runbooks import RunbookRenderError, RunbookSet, render_runbook
 from bot.slack import action_blocks as blocks
-from bot.slack.action_blocks import Change
 from bot.slack.chat import SlackChat
 from bot.text import escape
 
@@ -84,22 +87,15 @@ def _human(delta: timedelta) -> str:
 
 
 @dataclass
-class _Outcome:
-    ok: bool
-    text: str
-    result: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
 class ActionExecutor:
     engine: Engine
     chat: SlackChat
     metrics: BotMetrics
     wake: Callable[[], None]
     runbooks: RunbookSet
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
-    prometheus: Metrics | None = None
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
+    silences: Silences = field(default_factory=NoAlertmanager)
+    prometheus: Metrics = field(default_factory=NoPrometheus)
     verify_window: timedelta = timedelta(minutes=10)
     clock: Callable[[], datetime] = utcnow
 
@@ -121,22 +117,23 @@ class ActionExecutor:
         check: RecoveryCheck | None = None
         before: float | None = None
         if (
-            self.prometheus is not None
+            self.prometheus.available
             and self.verify_window > timedelta(0)
             and record.incident_id is not None
             and spec_of(record.kind).workload
         ):
             check = await self._db(lambda s: self._recovery_check(s, record))
             if check is not None:
+                check = await self._with_hold(check)
                 before = await self._measure(check)
         try:
             outcome = await self._carry_out(record, resumed)
         except RetryableUpstreamError as exc:
             if self._within_deadline(record):
                 raise
-            outcome = _Outcome(False, f"{exc.message}; gave up: not done within {_human(EXECUTE_DEADLINE)}")
+            outcome = Outcome(False, f"{exc.message}; gave up: not done within {_human(EXECUTE_DEADLINE)}")
         except BotError as exc:
-            outcome = _Outcome(False, exc.message)
+            outcome = Outcome(False, exc.message)
         await self._db(lambda s: self._finish(s, record_id, outcome, check, before))
         self.wake()
         self.metrics.action_outcome(record.kind, "succeeded" if outcome.ok else "failed")
@@ -151,7 +148,7 @@ class ActionExecutor:
             self._close(
                 session,
                 record,
-                _Outcome(
+                Outcome(
                     False, f"did not start within {_human(EXECUTE_DEADLINE)} of being confirmed; ask again"
                 ),
                 expected=ActionStatus.QUEUED,
@@ -166,37 +163,22 @@ class ActionExecutor:
             return True
         return self.clock() - datetime.fromisoformat(str(queued)) < EXECUTE_DEADLINE
 
-    async def _carry_out(self, record: ActionRecord, resumed: bool) -> _Outcome:
+    async def _carry_out(self, record: ActionRecord, resumed: bool) -> Outcome:
         params = parse_params(record.kind, record.params)
         plan = record.plan or {}
         if isinstance(params, SilenceParams):
             return await self._silence(record, params, resumed)
         workloads = self.workloads
-        if workloads is None:
-            return _Outcome(False, "Kubernetes is not configured: set KUBECONFIG or run in-cluster")
+        if not workloads.available:
+            return Outcome(False, KUBERNETES_MISSING)
 
-        def run() -> _Outcome:
-            if isinstance(params, RollbackParams):
-                return _rollback(workloads, params, plan, resumed)
-            if isinstance(params, ScaleParams):
-                return _result(workloads.scale(params.namespace, params.deployment, params.replicas))
-            assert isinstance(params, RestartParams)
-            if resumed:
-                state = workloads.describe(params.namespace, params.deployment)
-                if state.revision != plan.get("from_revision"):
-                    return _Outcome(
-                        True,
-                        f"restarted {params.target}: now revision {state.revision} (an earlier attempt)",
-                        {"after": state.summary()},
-                    )
-            return _result(workloads.restart(params.namespace, params.deployment))
+        kind = workload_kind(record.kind)
+        return await anyio.to_thread.run_sync(lambda: kind.execute(workloads, params, plan, resumed))
 
-        return await anyio.to_thread.run_sync(run)
-
-    async def _silence(self, record: ActionRecord, params: SilenceParams, resumed: bool) -> _Outcome:
+    async def _silence(self, record: ActionRecord, params: SilenceParams, resumed: bool) -> Outcome:
         silences = self.silences
-        if silences is None:
-            return _Outcome(False, "Alertmanager is not configured: set ALERTMANAGER_URL")
+        if not silences.available:
+            return Outcome(False, "Alertmanager is not configured: set ALERTMANAGER_URL")
         plan = record.plan or {}
         author, comment = str(plan["created_by"]), str(plan["comment"])
         made: list[Silence] = []
@@ -223,7 +205,7 @@ class ActionExecutor:
             )
         ends = max((s.ends_at for s in made), default=self.clock() + params.length)
         ids = [s.id for s in made]
-        return _Outcome(
+        return Outcome(
             True,
             f"silenced {len(ids)} alert(s) until {ends:%Y-%m-%d %H:%M} UTC ({params.duration}); "
             f"silence id{'s' if len(ids) != 1 else ''}: {', '.join(ids)}",
@@ -234,7 +216,7 @@ class ActionExecutor:
         self,
         session: Session,
         record_id: int,
-        outcome: _Outcome,
+        outcome: Outcome,
         check: RecoveryCheck | None,
         before: float | None,
     ) -> None:
@@ -266,7 +248,7 @@ class ActionExecutor:
         self,
         session: Session,
         record: ActionRecord,
-        outcome: _Outcome,
+        outcome: Outcome,
         *,
         expected: ActionStatus,
         check: RecoveryCheck | None = None,
@@ -314,7 +296,7 @@ class ActionExecutor:
 
     async def _measure(self, check: RecoveryCheck) -> float | None:
         metrics, figure = self.prometheus, check.figure
-        if metrics is None or figure is None:
+        if not metrics.available or figure is None:
             return None
 
         def query() -> float | None:
@@ -326,6 +308,19 @@ class ActionExecutor:
             except UpstreamError as exc:
                 logger.warning("could not measure before an action", extra={"error": exc.message})
         return None
+
+    async def _with_hold(self, check: RecoveryCheck) -> RecoveryCheck:
+        """The check, holding for its alert rule's `for:` when Prometheus has the rule. Best
+        effort: without an answer the check holds for nothing, as an alert with `for: 0s`."""
+        metrics, condition = self.prometheus, check.condition
+        if not metrics.available or condition is None:
+            return check
+        try:
+            hold = await anyio.to_thread.run_sync(lambda: metrics.alert_hold(condition))
+        except UpstreamError as exc:
+            logger.warning("could not read the alert rule's for:", extra={"error": exc.message})
+            return check
+        return replace(check, hold=hold.total_seconds()) if hold else check
 
     def _recovery_check(self, session: Session, record: ActionRecord) -> RecoveryCheck | None:
         incident = action_store.incident_of(session, record)
@@ -358,11 +353,13 @@ class ActionExecutor:
         recovered: bool | None
         after: float | None = None
         try:
-            if metrics is None:
-                raise UpstreamError("PROMETHEUS_URL is not set")
+            if not metrics.available:
+                raise UpstreamError(PROMETHEUS_MISSING)
             if check.condition:
                 condition = check.condition
-                recovered = not await anyio.to_thread.run_sync(lambda: metrics.query(condition))
+                clear = not await anyio.to_thread.run_sync(lambda: metrics.query(condition))
+                quiet_since = _held(payload, clear, now)
+                recovered = quiet_since is not None and (now - quiet_since).total_seconds() >= check.hold
             else:
                 recovered = await self._db(lambda s: _alerts_resolved(s, record_id))
             if check.figure:
@@ -378,7 +375,17 @@ class ActionExecutor:
             if recovered:
                 text = f"recovered: {check.change(before, after)}, {_human(now - started)} after the action"
             elif now < deadline:
-                raise Reschedule(interval, note="not recovered yet")
+                clear_since = payload.get("clear_since")
+                note = (
+                    "not recovered yet" if not clear_since else "condition clear, holding for the rule's for:"
+                )
+                raise Reschedule(interval, payload=payload, note=note)
+            elif payload.get("clear_since"):
+                text = (
+                    f"not recovered after {_human(deadline - started)}: {check.change(before, after)}; "
+                    f"the alert's condition has not stayed clear for its rule's for: "
+                    f"({_human(timedelta(seconds=check.hold))})"
+                )
             else:
                 text = (
                     f"not recovered after {_human(deadline - started)}: {check.change(before, after)}; "
@@ -430,7 +437,7 @@ class ActionExecutor:
 
     # ================================================================= silences on resolution
     async def expire_silences(self, job: ClaimedJob) -> None:
-        if self.silences is None or job.incident_id is None:
+        if not self.silences.available or job.incident_id is None:
             return
         incident_id = job.incident_id
         ids = await self._db(lambda s: action_store.active_silence_ids(s, incident_id))
@@ -481,52 +488,14 @@ def _alerts_resolved(session: Session, record_id: int) -> bool:
     return bool(alerts) and all(a.status == AlertStatus.RESOLVED for a in alerts)
 
 
-def _result(result: ActionResult) -> _Outcome:
-    return _Outcome(
-        True,
-        result.message,
-        {
-            "before": result.before.summary(),
-            "after": result.after.summary(),
-            "change": result.describe_change(),
-            "attempts": result.attempts,
-        },
-    )
-
-
-def _rollback(workloads: Workloads, params: RollbackParams, plan: dict[str, Any], resumed: bool) -> _Outcome:
-    """Re-validate the confirmed plan against the live Deployment, then roll back."""
-    target = str(plan.get("target_replicaset") or "")
-    if target:
-        current = next((r for r in workloads.history(params.namespace, params.deployment) if r.current), None)
-        if current is not None and current.replicaset == target:
-            state = workloads.describe(params.namespace, params.deployment)
-            if resumed:
-                return _Outcome(
-                    True,
-                    f"rolled back {params.target} to ReplicaSet {target} (an earlier attempt)",
-                    {"after": state.summary()},
-                )
-            running = state.model_label() or ", ".join(state.images.values())
-            raise AlreadyMatches(
-                f"skipped: {params.target} already runs the template this rollback would restore "
-                f"(now revision {state.revision}, {running}); "
-                "someone rolled it back already, nothing was changed",
-                revision=current.revision,
-            )
-    fresh = workloads.plan_rollback(params.namespace, params.deployment, plan.get("to_revision"))
-    if template_digest(fresh.current_template) != plan.get("current_digest"):
-        now = fresh.current.model_label() or ", ".join(fresh.current.images.values())
-        raise PlanOutdated(
-            f"{params.target} changed since the rollback was confirmed (it is now revision "
-            f"{fresh.from_revision}, {now}); "
-            "nothing was changed: review it and ask again"
-        )
-    if template_digest(fresh.template) != plan.get("target_digest") or (
-        target and fresh.target.replicaset != target
-    ):
-        raise PlanOutdated(
-            f"revision {plan.get('to_revision')} of {params.target} changed since the rollback was "
-            "confirmed; nothing was changed: review it and ask again"
-        )
-    return _result(workloads.rollback(fresh))
+def _held(payload: dict[str, Any], clear: bool, now: datetime) -> datetime | None:
+    """Since when the alert's condition has been clear without a break (kept in the job's
+    payload across polls), or None while it holds; updates `payload`."""
+    if not clear:
+        payload.pop("clear_since", None)
+        return None
+    since = payload.get("clear_since")
+    if since is None:
+        payload["clear_since"] = now.isoformat()
+        return now
+    return datetime.fromisoformat(str(since))

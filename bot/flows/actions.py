@@ -51,42 +51,39 @@ from sqlmodel import Session, col, select
 
 from bot.actions import store as action_store
 from bot.actions.changes import (
+    Change,
     created_by,
     matchers_text,
     render_request,
-    restart_change,
-    rollback_change,
-    scale_change,
     silence_change,
     silence_matches,
 )
-from bot.actions.groups import UserGroups
+from bot.actions.kinds import workload_kind
 from bot.actions.kubernetes import (
-    ActionResult,
-    Workloads,
-    template_digest,
+    KUBERNETES_MISSING,
+    NoKubernetes,
+    WorkloadsApi,
 )
 from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.policy import ActionKind, ActionRequest, Decision, Policy, can_approve
 from bot.actions.registry import (
     ActionParams,
-    RestartParams,
-    RollbackParams,
     ScaleParams,
     SilenceParams,
     parse_params,
     spec_of,
 )
-from bot.actions.silences import AlertmanagerSilences, matchers_for_alert
+from bot.actions.silences import SILENCES_MISSING, NoAlertmanager, Silences, matchers_for_alert
 from bot.db import transaction, utcnow
 from bot.errors import BotError, Conflict, PayloadError
+from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
+from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.slack import action_blocks as blocks
-from bot.slack.action_blocks import Change
 from bot.slack.blocks import Message
-from bot.slack.flows import Answer, Invocation
+from bot.slack.usergroups import UserGroups
 from bot.text import code, escape, literal
 
 __all__ = [
@@ -104,8 +101,7 @@ T = TypeVar("T")
 CONFIRM_TTL = timedelta(minutes=10)
 APPROVAL_TTL = timedelta(hours=1)
 MAX_SILENCED_ALERTS = 20
-KUBERNETES_MISSING = "Kubernetes is not configured: set KUBECONFIG or run in-cluster"
-SILENCES_MISSING = "Alertmanager is not configured: set ALERTMANAGER_URL to silence alerts"
+LOCK_ATTEMPT = "incident_bot.lock_attempt"  # Session.info key: whose lock a transaction takes
 POD_TEMPLATE_HASH = "pod-template-hash"
 
 
@@ -187,6 +183,9 @@ def _start(
 ) -> _Step | None:
     """Take the target's lock and queue the execution; None when it is queued, else the answer
     for the person who clicked (the target is busy, or the record has already moved on)."""
+    # Two replicas can both find the target free; the loser's insert of the lock fails when
+    # it flushes, rolling back this transaction. `_read_write` then audits the attempt from this.
+    session.info[LOCK_ATTEMPT] = (rec.id, who.user, busy_note)
     try:
         queued = action_store.queue_execution(session, rec, [expected], now, **values)
     except Conflict as busy:
@@ -204,8 +203,8 @@ class ActionFlows:
     groups: UserGroups
     metrics: BotMetrics
     wake: Callable[[], None]
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
+    silences: Silences = field(default_factory=NoAlertmanager)
     clock: Callable[[], datetime] = utcnow
 
     # ================================================================= entry points
@@ -274,9 +273,9 @@ class ActionFlows:
 
         # Configuration first: nothing else matters if the action cannot be carried out here.
         missing = None
-        if spec.workload and self.workloads is None:
+        if spec.workload and not self.workloads.available:
             missing = KUBERNETES_MISSING
-        elif isinstance(params, SilenceParams) and self.silences is None:
+        elif isinstance(params, SilenceParams) and not self.silences.available:
             missing = SILENCES_MISSING
         if missing is not None:
             await self._finish_new(who, answer, base, ActionStatus.FAILED, missing, None)
@@ -448,7 +447,7 @@ class ActionFlows:
 
     async def list_silences(self, incident_id: int, answer: Answer | None) -> None:
         incident, alerts, ours = await self._read(lambda s: self._incident_silences(s, incident_id))
-        if self.silences is None:
+        if not self.silences.available:
             raise Conflict(SILENCES_MISSING)
         active = await self.silences.list(active_only=True)
         lines = [
@@ -469,7 +468,7 @@ class ActionFlows:
     async def unsilence(
         self, incident_id: int, silence_id: str, who: Invocation, answer: Answer | None
     ) -> None:
-        if self.silences is None:
+        if not self.silences.available:
             raise Conflict(SILENCES_MISSING)
         incident, alerts, ours = await self._read(lambda s: self._incident_silences(s, incident_id))
         groups = await self.groups.of(who.user.id) if self.policy.configured else frozenset()
@@ -593,38 +592,8 @@ class ActionFlows:
                 "created_by": author,
                 "comment": comment,
             }
-        workloads = self.workloads
-        assert workloads is not None
-        if isinstance(params, RollbackParams):
-            plan = await anyio.to_thread.run_sync(
-                lambda: workloads.plan_rollback(params.namespace, params.deployment, params.revision)
-            )
-            return rollback_change(plan), {
-                "from_revision": plan.from_revision,
-                "to_revision": plan.to_revision,
-                "target_replicaset": plan.target.replicaset,
-                "current_digest": template_digest(plan.current_template),
-                "target_digest": template_digest(plan.template),
-                "current_replicas": plan.current.replicas,
-            }
-        if isinstance(params, ScaleParams):
-            scale = await anyio.to_thread.run_sync(
-                lambda: workloads.plan_scale(params.namespace, params.deployment, params.replicas)
-            )
-            return scale_change(scale), {
-                "current_replicas": scale.from_replicas,
-                "gpu_fits": scale.fits,
-            }
-        assert isinstance(params, RestartParams)
-        state = await anyio.to_thread.run_sync(
-            lambda: workloads.describe(params.namespace, params.deployment)
-        )
-        if state.paused:
-            raise Conflict("can't restart a paused deployment; resume it first (kubectl rollout resume)")
-        return restart_change(state, now), {
-            "from_revision": state.revision,
-            "current_replicas": state.replicas,
-        }
+        workloads, kind = self.workloads, workload_kind(record.kind)
+        return await anyio.to_thread.run_sync(lambda: kind.plan(workloads, params, now))
 
     async def _dry_run(
         self,
@@ -641,9 +610,9 @@ class ActionFlows:
         result: dict[str, Any] = {}
         if not isinstance(params, SilenceParams):
             workloads = self.workloads
-            assert workloads is not None
             try:
-                done = await anyio.to_thread.run_sync(lambda: _dry_run_workload(workloads, params, record))
+                kind, plan = workload_kind(record.kind), record.plan
+                done = await anyio.to_thread.run_sync(lambda: kind.dry_run(workloads, params, plan))
             except BotError as exc:
                 await self._finish_new(
                     who, answer, record, ActionStatus.FAILED, f"dry run failed: {exc.message}", change
@@ -1082,8 +1051,10 @@ class ActionFlows:
 
     async def _read_write(self, work: Callable[[Session], T]) -> T | None:
         def run() -> T | None:
+            info: dict[str, Any] = {}
             try:
                 with transaction(self.engine) as session:
+                    info = session.info
                     return work(session)
             except IntegrityError as exc:
                 text = str(exc)
@@ -1091,12 +1062,23 @@ class ActionFlows:
                     logger.info("concurrent repeat of a Slack request ignored")
                     return None
                 if "target_locks" in text:
-                    raise Conflict(
-                        "the target is busy with another action that started a moment ago"
-                    ) from None
+                    busy = "the target is busy with another action that started a moment ago"
+                    if LOCK_ATTEMPT in info:
+                        record_id, actor, note = info[LOCK_ATTEMPT]
+                        self._audit_lost_race(record_id, actor, note, busy)
+                    raise Conflict(busy) from None
                 raise
 
         return await anyio.to_thread.run_sync(run)
+
+    def _audit_lost_race(self, record_id: int | None, actor: Actor, note: str, busy: str) -> None:
+        """The attempt that lost the race for a target's lock is kept like any refusal: its
+        transaction was rolled back, so it is written again in one of its own."""
+        if record_id is None:
+            return
+        with transaction(self.engine) as session:
+            record = action_store.get_record(session, record_id)
+            action_store.event(session, record, f"{note}: {busy}", by=actor, data={"lost_lock_race": True})
 
     def _incident_silences(
         self, session: Session, incident_id: int
@@ -1125,16 +1107,6 @@ class ActionFlows:
 
 # ---------------------------------------------------------------------------------------------
 # Module helpers
-
-
-def _dry_run_workload(workloads: Workloads, params: ActionParams, record: ActionRecord) -> ActionResult:
-    if isinstance(params, RollbackParams):
-        to_revision = record.plan.get("to_revision") or params.revision
-        return workloads.rollback(params.namespace, params.deployment, to_revision, dry_run=True)
-    if isinstance(params, ScaleParams):
-        return workloads.scale(params.namespace, params.deployment, params.replicas, dry_run=True)
-    assert isinstance(params, RestartParams)
-    return workloads.restart(params.namespace, params.deployment, dry_run=True)
 
 
 def _incident_for_target(session: Session, namespace: str, deployment: str) -> Incident | None:

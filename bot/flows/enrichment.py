@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -21,14 +21,14 @@ import anyio
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from bot.actions.kubernetes import Workloads
+from bot.actions.kubernetes import NoKubernetes, WorkloadsApi
 from bot.actions.offers import offer
-from bot.actions.what_changed import what_changed_message
 from bot.db import transaction, utcnow
 from bot.diagnostics import (
     DiagnosticResult,
     GraphsUnavailable,
     Metrics,
+    NoPrometheus,
     Windows,
     diagnostics_message,
     expr_from_generator_url,
@@ -39,7 +39,7 @@ from bot.diagnostics import (
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.incidents import store
 from bot.incidents.models import Alert, AlertStatus, Incident
-from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue
+from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue, job_kind
 from bot.runbooks import (
     AlertInfo,
     IncidentInfo,
@@ -51,15 +51,16 @@ from bot.runbooks import (
 from bot.runbooks.render import RenderedRunbook
 from bot.slack.chat import SlackChat
 from bot.slack.runbook_blocks import runbook_message
+from bot.slack.what_changed import what_changed_message
 from bot.text import bold, code, defuse, escape, literal, strip_paths, truncate
 
 __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_context"]
 
 logger = logging.getLogger(__name__)
 
-RUNBOOK = "runbook.post"
-DIAGNOSTICS = "diagnostics.run"
-WHAT_CHANGED = "k8s.what_changed"
+RUNBOOK = job_kind("runbook.post")
+DIAGNOSTICS = job_kind("diagnostics.run")
+WHAT_CHANGED = job_kind("k8s.what_changed")
 
 # Prometheus down: try again with growing pauses for a day, then say so and stop.
 DIAGNOSTICS_GIVE_UP = timedelta(hours=24)
@@ -102,8 +103,8 @@ class Enrichment:
     engine: Engine
     chat: SlackChat
     runbooks: RunbookSet
-    metrics: Metrics | None = None
-    workloads: Workloads | None = None
+    metrics: Metrics = field(default_factory=NoPrometheus)
+    workloads: WorkloadsApi = field(default_factory=NoKubernetes)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -129,9 +130,9 @@ class Enrichment:
                 data={"runbook": runbook.name, "version": runbook.version, "path": str(runbook.path)},
             )
             jobs += self._enqueue(session, RUNBOOK, incident, lane="slack", priority=3)
-        if self.metrics is not None:
+        if self.metrics.available:
             jobs += self._enqueue(session, DIAGNOSTICS, incident, lane="diagnostics", priority=4)
-        if self.workloads is not None and labels.get("namespace") and labels.get("deployment"):
+        if self.workloads.available and labels.get("namespace") and labels.get("deployment"):
             jobs += self._enqueue(session, WHAT_CHANGED, incident, lane="k8s", priority=4)
         return jobs
 
@@ -230,7 +231,7 @@ class Enrichment:
 
     # ------------------------------------------------------------------ diagnostics
     async def run_diagnostics(self, job: ClaimedJob) -> None:
-        if self.metrics is None:
+        if not self.metrics.available:
             return
         incident, alerts = await anyio.to_thread.run_sync(
             store.load_with_alerts, self.engine, job.incident_id
@@ -284,7 +285,6 @@ class Enrichment:
         assert incident.channel
         assert incident.slack_ts
         metrics = self.metrics
-        assert metrics is not None
         for index, (query, result) in enumerate(zip(queries, results, strict=True)):
             if not query.graph or not result.ok:
                 continue
@@ -323,7 +323,7 @@ class Enrichment:
 
     # ------------------------------------------------------------------ what changed
     async def what_changed(self, job: ClaimedJob) -> None:
-        if self.workloads is None:
+        if not self.workloads.available:
             return
         incident, alerts = await anyio.to_thread.run_sync(
             store.load_with_alerts, self.engine, job.incident_id
