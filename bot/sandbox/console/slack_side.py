@@ -184,19 +184,4 @@ class SlackSide:
 
 
 def _message_json(message: Message) -> dict[str, Any]:
-    """The clicked message as Slack embeds it in a block_actions payload."""
-    out: dict[str, Any] = {
-        "bot_id": message.bot_id,
-        "type": "message",
-        "text": message.text,
-        "user": message.user,
-        "ts": message.ts,
-        "app_id": APP_ID,
-        "blocks": message.blocks,
-        "team": TEAM_ID,
-    }
-    if message.replies:
-        out.update({"thread_ts": message.ts, "reply_count": len(message.replies)})
-    if message.thread_ts and message.thread_ts != message.ts:
-        out["thread_ts"] = message.thread_ts
-    return out
+    return message.as_clicked(app_id=APP_ID, team_id=TEAM_ID)
