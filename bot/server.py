@@ -28,7 +28,7 @@ from bot.actions.kubernetes import Workloads
 from bot.actions.policy import Policy
 from bot.actions.silences import AlertmanagerSilences
 from bot.config import Settings
-from bot.db import create_db_engine, init_schema
+from bot.db import create_db_engine
 from bot.diagnostics import PrometheusMetrics
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
@@ -37,6 +37,7 @@ from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
+from bot.schema import prepare_schema
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
@@ -126,7 +127,7 @@ class BotConfig:
 async def build_services(settings: Settings, config: BotConfig) -> Services:
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
-    init_schema(engine)
+    await anyio.to_thread.run_sync(lambda: prepare_schema(engine, migrate_on_start=settings.migrate_on_start))
     metrics = BotMetrics()
     chat = SlackChat.create(
         token=settings.token(),
