@@ -2,8 +2,9 @@
 
 A job is written in the same transaction as the incident change that caused it, so a 200 to
 Alertmanager means the Slack message *will* be sent, across Slack outages, restarts and a
-kill -9. Workers claim one job at a time under a lease; a job whose worker died is claimed
-again when its lease runs out.
+kill -9. Workers claim one job at a time under a short lease renewed while the job runs; a
+job whose worker died is claimed again when its lease runs out, or at once when the dead
+process was on this host (bot/outbox_leases.py).
 
 Ordering: jobs run one at a time per (incident, lane), oldest first, so a thread reads in the
 order things happened and the root message (the first job of an incident's `slack` lane)
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 from bot.db import UTCDateTime, is_sqlite, transaction, utcnow
 from bot.errors import BotError, RetryableUpstreamError
 from bot.incidents.models import Incident
+from bot.outbox_leases import LEASE, heartbeat, process_identity, sweep_periodically
 
 __all__ = [
     "ClaimedJob",
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 MAX_ATTEMPTS_ON_BUGS = 12
-LEASE = timedelta(minutes=5)
 
 
 class JobStatus:
@@ -94,6 +93,7 @@ class ClaimedJob:
     attempts: int
     created_at: datetime
     last_error: str | None
+    claimed_by: str = ""
 
 
 class Reschedule(Exception):
@@ -195,7 +195,7 @@ class Outbox:
     handlers: dict[str, Handler]
     concurrency: int = 4
     poll_interval: float = 0.5
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker_id: str = field(default_factory=process_identity)
     on_result: Callable[[str, str], None] | None = None
     _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
 
@@ -208,6 +208,7 @@ class Outbox:
     async def run(self) -> None:
         self._wake = asyncio.Event()
         async with anyio.create_task_group() as group:
+            group.start_soon(sweep_periodically, self.engine, self.worker_id, self.wake)
             for index in range(self.concurrency):
                 group.start_soon(self._worker, index)
 
@@ -244,7 +245,8 @@ class Outbox:
         try:
             if handler is None:
                 raise BotError(f"no handler for job kind {job.kind!r}")
-            await handler(job)
+            async with heartbeat(self.engine, job.id, job.claimed_by):
+                await handler(job)
         except Reschedule as again:
             outcome = "rescheduled"
             await self._finish(job, JobStatus.PENDING, again.note, again.delay, again.payload, count=False)
@@ -368,6 +370,7 @@ class Outbox:
                 attempts=row.attempts,
                 created_at=row.created_at,
                 last_error=row.last_error,
+                claimed_by=worker,
             )
 
     def depth(self) -> dict[str, int]:
