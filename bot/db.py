@@ -98,7 +98,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
 def register_tables() -> None:
     """Import every module that defines tables, so SQLModel's metadata knows them all."""
+    from bot import intake_journal as _intake_journal  # noqa: F401
     from bot import outbox as _outbox  # noqa: F401
+    from bot import storm as _storm  # noqa: F401
     from bot.actions import models as _action_models  # noqa: F401
     from bot.incidents import models as _incident_models  # noqa: F401
 

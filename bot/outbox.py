@@ -187,6 +187,12 @@ def _failed_root(session: Session, incident_id: int | None) -> str | None:
     return incident.slack_error
 
 
+def _severity_order() -> sa.ColumnElement[int]:
+    return sa.case(
+        (col(Incident.severity) == "critical", 0), (col(Incident.severity) == "warning", 1), else_=2
+    )
+
+
 @dataclass
 class Outbox:
     """Claims and runs jobs with a pool of asyncio workers; database calls go to threads."""
@@ -348,7 +354,8 @@ class Outbox:
                 sa.or_(col(OutboxJob.needs_root).is_(False), col(Incident.slack_ts).is_not(None)),
                 ~blocked_by_older,
             )
-            .order_by(col(OutboxJob.priority), col(OutboxJob.id))
+            # Critical incidents first among jobs of the same priority (a storm's root messages).
+            .order_by(col(OutboxJob.priority), _severity_order(), col(OutboxJob.id))
             .limit(1)
         )
         with transaction(self.engine) as session:

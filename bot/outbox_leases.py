@@ -33,6 +33,7 @@ __all__ = [
     "LEASE",
     "SWEEP_SECONDS",
     "heartbeat",
+    "owner_dead",
     "process_identity",
     "release_dead_claims",
     "sweep_periodically",
@@ -63,6 +64,13 @@ def _naive(moment: datetime) -> datetime:
 def process_identity() -> str:
     """`host:pid:boot`, the prefix of every claim this process makes."""
     return f"{socket.gethostname()}:{os.getpid()}:{_BOOT}"
+
+
+def owner_dead(owner: str, identity: str) -> bool:
+    """Whether the process named by `owner` (a claim or journal owner) is certainly gone,
+    seen from the process `identity`; False when it cannot tell (another host)."""
+    host, pid, boot = identity.split(":")
+    return _owner_dead(owner, host, int(pid), boot)
 
 
 def _owner_dead(locked_by: str, host: str, pid: int, boot: str) -> bool:

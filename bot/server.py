@@ -32,6 +32,8 @@ from bot.db import create_db_engine
 from bot.diagnostics import PrometheusMetrics
 from bot.incidents.enrich import Enrichment
 from bot.incidents.models import Incident
+from bot.intake_hooks import build_intake
+from bot.intake_writer import IntakeWriter
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -44,6 +46,7 @@ from bot.slack.app import SlackApp, build_slack_app
 from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
+from bot.slack.digest import StormDigestPoster
 from bot.slack.documents import PostmortemPoster
 
 __all__ = ["Services", "create_app"]
@@ -70,6 +73,7 @@ class Services:
     actions: ActionFlows | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     slack: SlackApp | None = None
+    intake: IntakeWriter = field(init=False)
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -154,6 +158,7 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     )
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
+    services.intake = build_intake(services)
     services.actions = ActionFlows(
         engine=engine,
         policy=policy,
@@ -180,6 +185,7 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
     outbox.handlers.update(channels.handlers())
     outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
+    outbox.handlers.update(StormDigestPoster(engine, chat).handlers())
     return services
 
 
@@ -192,6 +198,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(settings, config)
         app.state.services = services
+        services.intake.start()
         if run_workers:
             services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
             services.tasks.append(
@@ -204,6 +211,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(services.intake.stop)
             for task in services.tasks:
                 task.cancel()
             for task in services.tasks:

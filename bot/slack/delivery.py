@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import anyio
 from sqlalchemy.engine import Engine
 
+from bot import storm
 from bot.db import transaction
 from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
@@ -66,7 +67,12 @@ class SlackDelivery:
             )
         if ts is None:
             try:
-                posted = await self.chat.post(channel, self.render_root(incident, alerts), marker=marker)
+                posted = await self.chat.post(
+                    channel,
+                    self.render_root(incident, alerts),
+                    marker=marker,
+                    priority=1 if incident.severity == "critical" else 2,
+                )
             except PermanentUpstreamError as exc:
                 await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc), True)
                 raise
@@ -82,6 +88,7 @@ class SlackDelivery:
             store.add_event(
                 session, incident, "slack_posted", f"Posted to Slack channel {channel}", data={"ts": ts}
             )
+            storm.on_root_posted(session, incident)
 
     def _note_failure(self, incident_id: int | None, error: str, root: bool = False) -> None:
         if incident_id is None:
