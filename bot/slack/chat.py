@@ -79,6 +79,11 @@ class ChannelPacer:
             finally:
                 self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + self.interval)
 
+    def queued(self, channel: str) -> int:
+        """Posts to the channel under way or waiting in this process."""
+        lock = self._locks.get(channel)
+        return lock.queued if lock is not None else 0
+
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
 

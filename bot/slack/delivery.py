@@ -21,7 +21,7 @@ from bot.db import transaction
 from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
-from bot.outbox import ClaimedJob, Handler, fail_waiting_for_root
+from bot.outbox import ClaimedJob, Handler, Reschedule, fail_waiting_for_root
 from bot.slack import blocks
 from bot.slack.chat import SlackChat
 
@@ -61,6 +61,7 @@ class SlackDelivery:
         marker = {"incident": incident.key, "job": job.id}
         ts: str | None = None
         channel = incident.channel
+        self._leave_if_channel_busy(channel)
         if job.attempts > 1:
             ts = await self.chat.find_posted(
                 channel, marker, oldest=job.created_at.timestamp() - LOOKBACK_SECONDS
@@ -79,6 +80,15 @@ class SlackDelivery:
             channel, ts = posted.channel, posted.ts
         assert incident.id is not None
         await anyio.to_thread.run_sync(self._save_root, incident.id, channel, ts)
+
+    def _leave_if_channel_busy(self, channel: str) -> None:
+        """In a storm, a worker waiting for a busy channel's turn would be a worker that
+        cannot post to the idle channels; hand the job back until the channel has room (the
+        claim order then still takes critical incidents first)."""
+        pacer = self.chat.pacer
+        queued = pacer.queued(channel)
+        if pacer.interval > 0 and queued >= 2:
+            raise Reschedule(queued * pacer.interval, note=f"channel {channel} busy")
 
     def _save_root(self, incident_id: int, channel: str, ts: str) -> None:
         with transaction(self.engine) as session:

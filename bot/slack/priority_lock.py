@@ -22,6 +22,11 @@ class PriorityLock:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
+    @property
+    def queued(self) -> int:
+        """Holder and waiters."""
+        return int(self._held) + sum(1 for w in self._waiters if not w[2].done())
+
     @asynccontextmanager
     async def hold(self, priority: int = 5) -> AsyncIterator[None]:
         await self._acquire(priority)
