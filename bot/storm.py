@@ -63,18 +63,16 @@ def _open_digest(session: Session, channel: str) -> StormDigest | None:
     ).first()
 
 
-def _unannounced(session: Session, channel: str) -> list[Incident]:
-    return list(
-        session.exec(
-            select(Incident)
-            .where(
-                Incident.channel == channel,
-                col(Incident.slack_ts).is_(None),
-                col(Incident.slack_error).is_(None),
-            )
-            .order_by(col(Incident.id))
-        ).all()
-    )
+def _unannounced(session: Session, channel: str) -> tuple[int, int | None]:
+    """How many of the channel's incidents wait for their root message, and the oldest one."""
+    count, first = session.exec(
+        select(sa.func.count(), sa.func.min(Incident.id)).where(
+            Incident.channel == channel,
+            col(Incident.slack_ts).is_(None),
+            col(Incident.slack_error).is_(None),
+        )
+    ).one()
+    return int(count), first
 
 
 def on_opened(session: Session, incident: Incident, *, post_interval: float) -> int:
@@ -85,12 +83,12 @@ def on_opened(session: Session, incident: Incident, *, post_interval: float) -> 
         return 0
     digest = _open_digest(session, channel)
     if digest is None:
-        waiting = _unannounced(session, channel)
-        if len(waiting) * post_interval <= STORM_SECONDS:
+        waiting, first_id = _unannounced(session, channel)
+        if waiting * post_interval <= STORM_SECONDS or first_id is None:
             return 0
-        first = min(waiting, key=lambda i: i.id or 0)
-        assert first.id is not None
-        digest = StormDigest(channel=channel, anchor_incident_id=first.id, started_at=first.created_at)
+        first = session.get(Incident, first_id)
+        assert first is not None
+        digest = StormDigest(channel=channel, anchor_incident_id=first_id, started_at=first.created_at)
         session.add(digest)
         session.flush()
     return _queue_refresh(session, digest)
