@@ -110,7 +110,10 @@ class IntakeWriter:
         committed); then its IntakeResult, or None when it will be applied later."""
         loop = asyncio.get_running_loop()
         with self._lock:
+            # Counted from arrival, not from commit: a burst arriving at once must not all
+            # decide to wait because none of it is committed yet.
             short = self._backlog < WAIT_BACKLOG
+            self._backlog += 1
         request = _Request(text, loop.create_future(), loop.create_future())
         self._queue.put(request)
         await request.committed
@@ -155,11 +158,12 @@ class IntakeWriter:
                 ).all()
                 ids = [int(row.id) for row in rows]
         except Exception as exc:
+            with self._lock:
+                self._backlog -= len(batch)
             self._settle([(item.committed, None, exc) for item in batch])
             return
         self._last_write = time.monotonic()
         with self._lock:
-            self._backlog += len(batch)
             for entry_id, item in zip(ids, batch, strict=True):
                 self._waiters[entry_id] = item.applied
         self._wake.set()
