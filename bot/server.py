@@ -158,7 +158,16 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
     )
     services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
     outbox.handlers.update(services.enrichment.handlers())
-    services.intake = build_intake(services)
+    services.intake = build_intake(
+        engine,
+        router=router,
+        on_open=services.enrichment.on_open,
+        metrics=metrics,
+        wake=outbox.wake,
+        observe_resolution=services.observe_resolution,
+        post_interval=settings.slack_post_interval,
+        owner=outbox.worker_id,
+    )
     services.actions = ActionFlows(
         engine=engine,
         policy=policy,
