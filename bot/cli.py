@@ -52,9 +52,17 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from bot.sandbox.demo import run_demo
+    try:
+        from bot.sandbox.demo import run_demo
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not exc.name.startswith("bot.sandbox"):
+            raise
+        raise ConfigError(
+            "the demo's local stand-ins (bot/sandbox) are not part of this installation "
+            "(the production image leaves them out); run `make demo` from a clone"
+        ) from None
 
-    return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir)
+    return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir, replay=args.replay)
 
 
 def _runbooks(args: argparse.Namespace) -> int:
@@ -99,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--once", action="store_true", help="play the sample incident, print it and exit")
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its database")
+    demo.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay recorded Alertmanager notifications even where Prometheus is installed",
+    )
     demo.set_defaults(func=_demo)
 
     runbooks = commands.add_parser("runbooks", help="validate and test runbooks")

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,10 +23,7 @@ from sqlmodel import Session
 __all__ = [
     "UTCDateTime",
     "create_db_engine",
-    "init_schema",
     "is_sqlite",
-    "migrate",
-    "register_tables",
     "transaction",
     "utcnow",
 ]
@@ -94,41 +90,6 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def register_tables() -> None:
-    """Import every module that defines tables, so SQLModel's metadata knows them all."""
-    from bot import intake_journal as _intake_journal  # noqa: F401
-    from bot import outbox as _outbox  # noqa: F401
-    from bot import storm as _storm  # noqa: F401
-    from bot.actions import models as _action_models  # noqa: F401
-    from bot.incidents import models as _incident_models  # noqa: F401
-
-
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-# Any constant shared by every replica: serialises concurrent upgrades on PostgreSQL.
-_MIGRATION_LOCK = 0x1BC1DE47
-
-
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (Alembic), at start. Replicas starting together
-    take turns under a PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE serialises them."""
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
-        if not is_sqlite(engine):
-            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
-
-def init_schema(engine: Engine) -> None:
-    """The schema at its newest revision (kept as the name the rest of the code uses)."""
-    register_tables()
-    migrate(engine)
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Column, Field, Session, SQLModel, col, select
 
 from bot.db import UTCDateTime, is_sqlite, transaction, utcnow
-from bot.errors import BotError, RetryableUpstreamError
+from bot.errors import BotError, ConfigError, RetryableUpstreamError
 from bot.incidents.models import Incident
 from bot.outbox_leases import LEASE, heartbeat, process_identity, sweep_periodically
 
@@ -126,6 +126,21 @@ def fail_waiting_for_root(session: Session, incident_id: int, reason: str) -> in
     return len(rows)
 
 
+# Every kind a module may enqueue, declared where its constant is defined (`job_kind`), so the
+# composition root can check at start that each has exactly one handler.
+_DECLARED_KINDS: set[str] = set()
+
+
+def job_kind(kind: str) -> str:
+    """Declare a job kind this module enqueues; returns it, for the module's constant."""
+    _DECLARED_KINDS.add(kind)
+    return kind
+
+
+def declared_kinds() -> frozenset[str]:
+    return frozenset(_DECLARED_KINDS)
+
+
 def enqueue(
     session: Session,
     kind: str,
@@ -198,12 +213,27 @@ class Outbox:
     """Claims and runs jobs with a pool of asyncio workers; database calls go to threads."""
 
     engine: Engine
-    handlers: dict[str, Handler]
+    handlers: dict[str, Handler] = field(default_factory=dict)
     concurrency: int = 4
     poll_interval: float = 0.5
     worker_id: str = field(default_factory=process_identity)
     on_result: Callable[[str, str], None] | None = None
     _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
+
+    def register(self, handlers: Mapping[str, Handler]) -> None:
+        """Add handlers; a kind that already has one is a wiring mistake, refused (a silent
+        overwrite would send that kind's jobs to the wrong code)."""
+        for kind, handler in handlers.items():
+            if kind in self.handlers:
+                raise ConfigError(f"two handlers for the outbox job kind {kind!r}")
+            self.handlers[kind] = handler
+
+    def check_handlers(self, kinds: Iterable[str] | None = None) -> None:
+        """Every declared job kind (or every one of `kinds`) has a handler: checked at start,
+        so a kind nobody handles fails the start instead of every such job at run time."""
+        missing = sorted(set(declared_kinds() if kinds is None else kinds) - set(self.handlers))
+        if missing:
+            raise ConfigError(f"no outbox handler for the job kind(s): {', '.join(missing)}")
 
     def wake(self) -> None:
         """Tell idle workers that a job was just committed (same process); other replicas

@@ -24,9 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from bot.configfile import compose_yaml, format_loc, validation_errors
 from bot.errors import ConfigError
 from bot.runbooks.errors import MatcherSyntaxError
 from bot.runbooks.matchers import Matcher, parse_matchers
@@ -97,22 +97,24 @@ class Router:
         if path is None:
             return cls(default_channel=default_channel)
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read routing file: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}:1: the routing file is not UTF-8 text") from exc
+        raw, source, problems = compose_yaml(text, str(path))
+        if problems:
+            raise ConfigError("\n".join(f"{path}:{p.line}: {p.message}" for p in problems))
         try:
-            spec = RoutingFile.model_validate(raw)
+            spec = RoutingFile.model_validate(raw or {})
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+            raise ConfigError("\n".join(validation_errors(exc, source, raw, model=RoutingFile))) from None
         routes: list[Route] = []
         for index, item in enumerate(spec.routes):
             try:
                 matchers = tuple(m for text in item.match for m in parse_matchers(text))
             except MatcherSyntaxError as exc:
-                raise ConfigError(f"{path}: routes.{index}.match: {exc}") from exc
+                loc = ("routes", index, "match")
+                raise ConfigError(f"{source.where(loc)}: {format_loc(loc)}: {exc}") from exc
             routes.append(Route(item.name, item.channel, matchers, item.incident_channel))
         return cls(default_channel=default_channel, routes=routes)

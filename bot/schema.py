@@ -1,4 +1,7 @@
-"""Which schema revision the database is at, and whether this version of the bot may run on it.
+"""The schema: every table registered with SQLModel's metadata, migrated (Alembic), and checked.
+
+Apart from bot/db.py (engines and transactions) because it imports every module that defines
+tables, which themselves build on bot/db.py; with both in one module they import each other.
 
 Operators who run migrations as a Kubernetes Job before a rollout (`incident-bot db upgrade`)
 start `serve` with migrations off; a rollback to an older image must then refuse to run on
@@ -8,6 +11,8 @@ start with one line naming what to do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -15,10 +20,56 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.config import Settings
-from bot.db import MIGRATIONS, create_db_engine, migrate, register_tables
+from bot.db import create_db_engine, is_sqlite
 from bot.errors import ConfigError
 
-__all__ = ["check_schema_at_start", "current_revision", "head_revision", "prepare_schema", "upgrade"]
+__all__ = [
+    "MIGRATIONS",
+    "check_schema_at_start",
+    "current_revision",
+    "head_revision",
+    "init_schema",
+    "migrate",
+    "prepare_schema",
+    "register_tables",
+    "upgrade",
+]
+
+
+def register_tables() -> None:
+    """Import every module that defines tables, so SQLModel's metadata knows them all."""
+    from bot import intake_journal as _intake_journal  # noqa: F401
+    from bot import outbox as _outbox  # noqa: F401
+    from bot import storm as _storm  # noqa: F401
+    from bot.actions import models as _action_models  # noqa: F401
+    from bot.incidents import models as _incident_models  # noqa: F401
+    from bot.kpis import tables as _kpi_tables  # noqa: F401
+    from bot.slack import home_viewers as _home_viewers  # noqa: F401
+
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+# Any constant shared by every replica: serialises concurrent upgrades on PostgreSQL.
+_MIGRATION_LOCK = 0x1BC1DE47
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision (Alembic), at start. Replicas starting together
+    take turns under a PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE serialises them."""
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        if not is_sqlite(engine):
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def init_schema(engine: Engine) -> None:
+    """The schema at its newest revision (kept as the name the rest of the code uses)."""
+    register_tables()
+    migrate(engine)
 
 
 def _scripts() -> ScriptDirectory:
@@ -48,8 +99,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
     Refuses a database already past that, instead of failing inside Alembic."""
     before = current_revision(engine)
     _refuse_newer(before)
-    register_tables()
-    migrate(engine)
+    init_schema(engine)
     return before, head_revision()
 
 

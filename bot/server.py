@@ -10,36 +10,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import anyio
 from fastapi import FastAPI
-from sqlalchemy.engine import Engine
 
-from bot import __version__, api, webhook
-from bot.actions.executor import ActionExecutor
-from bot.actions.flows import ActionFlows
-from bot.actions.groups import UserGroups
-from bot.actions.kubernetes import Workloads
+from bot import __version__, api, models_api, webhook
+from bot.actions.kubernetes import NoKubernetes, Workloads, WorkloadsApi
 from bot.actions.policy import Policy
-from bot.actions.silences import AlertmanagerSilences
+from bot.actions.silences import AlertmanagerSilences, NoAlertmanager, Silences
 from bot.config import Settings
 from bot.db import create_db_engine
-from bot.diagnostics import PrometheusMetrics
-from bot.incidents.enrich import Enrichment
-from bot.incidents.models import Incident
+from bot.diagnostics import Metrics, NoPrometheus, PrometheusMetrics
+from bot.errors import ConfigError
+from bot.flows.actions import ActionFlows
+from bot.flows.enrichment import Enrichment
+from bot.flows.execution import ActionExecutor
+from bot.http_guards import ApiTokenGuard, CloseOnError
 from bot.intake_hooks import build_intake
-from bot.intake_writer import IntakeWriter
+from bot.kpis.digest import DigestSchedule, run_digest_schedule
+from bot.kpis.models_file import ModelsFile
+from bot.kpis.owner_routing import OwnerRouter
+from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
 from bot.schema import prepare_schema
+from bot.services import Services, observe_resolution, opened_jobs
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
@@ -48,44 +51,21 @@ from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.digest import StormDigestPoster
 from bot.slack.documents import PostmortemPoster
+from bot.slack.home_viewers import HomeRefresh
+from bot.slack.kpi_digest import KpiDigestPoster
+from bot.slack.kpi_listeners import register_kpi_listeners
+from bot.slack.kpi_owner_notices import OwnerNotices
+from bot.slack.socket_mode import SocketMode
+from bot.slack.usergroups import UserGroups
 
-__all__ = ["Services", "create_app"]
+__all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
 
-
-@dataclass
-class Services:
-    """Everything a request or a worker needs, built once per app."""
-
-    settings: Settings
-    engine: Engine
-    router: Router
-    metrics: BotMetrics
-    chat: SlackChat
-    outbox: Outbox
-    runbooks: RunbookSet = field(default_factory=lambda: RunbookSet([]))
-    policy: Policy = field(default_factory=lambda: Policy.load(None))
-    prometheus: PrometheusMetrics | None = None
-    workloads: Workloads | None = None
-    silences: AlertmanagerSilences | None = None
-    enrichment: Enrichment = field(init=False)
-    actions: ActionFlows | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    slack: SlackApp | None = None
-    intake: IntakeWriter = field(init=False)
-
-    def observe_acknowledgement(self, incident: Incident) -> None:
-        if incident.acknowledged_at is None:
-            return
-        seconds = max(0.0, (incident.acknowledged_at - incident.created_at).total_seconds())
-        self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
-
-    def observe_resolution(self, incident: Incident) -> None:
-        if incident.resolved_at is None:
-            return
-        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
-        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
+#: Seconds Prometheus may spend on one KPI query (server-side timeout too).
+KPI_QUERY_TIMEOUT = 10.0
+#: The same for `/model`, which answers within Slack's 3 seconds anyway.
+KPI_QUICK_TIMEOUT = 2.5
 
 
 def load_runbooks(settings: Settings) -> RunbookSet:
@@ -99,14 +79,24 @@ def load_runbooks(settings: Settings) -> RunbookSet:
     return load_verified_runbooks(settings.runbooks_dir)
 
 
-def connect_workloads(settings: Settings) -> Workloads | None:
-    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; None (actions
-    off, said so when asked) when neither is there. No API call is made here."""
+def connect_workloads(settings: Settings) -> WorkloadsApi:
+    """Kubernetes from the kubeconfig named by KUBECONFIG, or in-cluster config; NoKubernetes
+    (actions off, said so when asked) when neither is there. No API call is made here."""
     if settings.kubeconfig:
         return Workloads.from_environment(settings.kubeconfig)
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        return Workloads.from_environment()
-    return None
+    if settings.in_cluster:
+        return Workloads.from_environment(in_cluster=True)
+    return NoKubernetes()
+
+
+def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
+    """The KPI digest's schedule, checked at start (a typo stops `serve` naming the variable)."""
+    if not settings.kpi_digest:
+        return None
+    schedule = DigestSchedule.parse(settings.kpi_digest)
+    if not (settings.kpi_channel or settings.channel):
+        raise ConfigError("INCIDENT_BOT_KPI_DIGEST is set but no channel: set INCIDENT_BOT_KPI_CHANNEL")
+    return schedule
 
 
 @dataclass(frozen=True)
@@ -118,17 +108,24 @@ class BotConfig:
     router: Router
     runbooks: RunbookSet
     policy: Policy
+    models: ModelsFile
+    digest: DigestSchedule | None
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
+        models = ModelsFile.load(settings.models_file)
         return cls(
-            router=Router.load(settings.routing_file, default_channel=settings.channel),
+            router=OwnerRouter.wrap(
+                Router.load(settings.routing_file, default_channel=settings.channel), models
+            ),
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
+            models=models,
+            digest=load_digest_schedule(settings),
         )
 
 
-async def build_services(settings: Settings, config: BotConfig) -> Services:
+async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
     await anyio.to_thread.run_sync(lambda: prepare_schema(engine, migrate_on_start=settings.migrate_on_start))
@@ -140,9 +137,63 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         post_interval=settings.slack_post_interval,
         on_call=metrics.slack_call,
     )
-    delivery = SlackDelivery(engine, chat, public_url=settings.public_url)
-    outbox = Outbox(engine, delivery.handlers(), concurrency=settings.workers, on_result=metrics.job_result)
+    delivery = SlackDelivery(
+        engine, chat, public_url=settings.public_url, refresh_home=HomeRefresh(engine, chat)
+    )
+    outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
+    outbox.register(delivery.handlers())
     metrics.watch_outbox(outbox.depth)
+    prometheus: Metrics = (
+        PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else NoPrometheus()
+    )
+    workloads = await anyio.to_thread.run_sync(connect_workloads, settings)
+    silences: Silences = (
+        AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else NoAlertmanager()
+    )
+    enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
+    outbox.register(enrichment.handlers())
+    actions = ActionFlows(
+        engine=engine,
+        policy=policy,
+        groups=UserGroups(chat, policy.usergroups()),
+        metrics=metrics,
+        wake=outbox.wake,
+        workloads=workloads,
+        silences=silences,
+    )
+    executor = ActionExecutor(
+        engine=engine,
+        chat=chat,
+        metrics=metrics,
+        wake=outbox.wake,
+        runbooks=runbooks,
+        workloads=workloads,
+        silences=silences,
+        prometheus=prometheus,
+        verify_window=timedelta(seconds=settings.verify_seconds),
+    )
+    outbox.register(executor.handlers())
+    kpis = KpiService(
+        PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+        engine,
+        config.models,
+        quick_metrics=PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUICK_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+    )
+    owner_notices = OwnerNotices(config.models)
+    intake = build_intake(
+        engine,
+        router=router,
+        on_open=opened_jobs(enrichment, owner_notices),
+        metrics=metrics,
+        wake=outbox.wake,
+        observe_resolution=partial(observe_resolution, metrics),
+        post_interval=settings.slack_post_interval,
+        owner=outbox.worker_id,
+    )
     services = Services(
         settings=settings,
         engine=engine,
@@ -152,50 +203,27 @@ async def build_services(settings: Settings, config: BotConfig) -> Services:
         outbox=outbox,
         runbooks=runbooks,
         policy=policy,
-        prometheus=PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None,
-        workloads=await anyio.to_thread.run_sync(connect_workloads, settings),
-        silences=AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else None,
+        prometheus=prometheus,
+        workloads=workloads,
+        silences=silences,
+        enrichment=enrichment,
+        actions=actions,
+        kpis=kpis,
+        owner_notices=owner_notices,
+        intake=intake,
     )
-    services.enrichment = Enrichment(engine, chat, runbooks, services.prometheus, services.workloads)
-    outbox.handlers.update(services.enrichment.handlers())
-    services.intake = build_intake(
-        engine,
-        router=router,
-        on_open=services.enrichment.on_open,
-        metrics=metrics,
-        wake=outbox.wake,
-        observe_resolution=services.observe_resolution,
-        post_interval=settings.slack_post_interval,
-        owner=outbox.worker_id,
-    )
-    services.actions = ActionFlows(
-        engine=engine,
-        policy=policy,
-        groups=UserGroups(chat, policy.usergroups()),
-        metrics=metrics,
-        wake=outbox.wake,
-        workloads=services.workloads,
-        silences=services.silences,
-    )
-    executor = ActionExecutor(
-        engine=engine,
-        chat=chat,
-        metrics=metrics,
-        wake=outbox.wake,
-        runbooks=runbooks,
-        workloads=services.workloads,
-        silences=services.silences,
-        prometheus=services.prometheus,
-        verify_window=timedelta(seconds=settings.verify_seconds),
-    )
-    outbox.handlers.update(executor.handlers())
-    services.slack = build_slack_app(services)
-    register_action_listeners(services.slack, services.actions)
-    channels = IncidentChannels(engine, chat, router, services.slack.identity.get, wake=outbox.wake)
-    outbox.handlers.update(channels.handlers())
-    outbox.handlers.update(PostmortemPoster(engine, chat).handlers())
-    outbox.handlers.update(StormDigestPoster(engine, chat).handlers())
-    return services
+    slack = build_slack_app(services)
+    register_action_listeners(slack, actions)
+    register_kpi_listeners(slack, kpis, chat, workloads)
+    digest_channel = settings.kpi_channel or settings.channel
+    if digest_channel:
+        outbox.register(KpiDigestPoster(kpis, chat, digest_channel).handlers())
+    channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
+    outbox.register(channels.handlers())
+    outbox.register(PostmortemPoster(engine, chat).handlers())
+    outbox.register(StormDigestPoster(engine, chat).handlers())
+    outbox.check_handlers()
+    return services, slack
 
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
@@ -205,36 +233,63 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, config)
+        services, slack = await build_services(settings, config)
         app.state.services = services
+        app.state.slack = slack
         services.intake.start()
+        # Slack over Socket Mode (SLACK_APP_TOKEN): connected once every listener is registered.
+        socket = (
+            SocketMode(
+                slack.bolt,
+                settings.app_token(),
+                registry=services.metrics.registry,
+                ping_interval=settings.slack_ping_interval,
+            )
+            if settings.socket_mode
+            else None
+        )
+        app.state.socket = socket
+        if socket is not None:
+            await socket.start()
+        tasks: list[asyncio.Task[None]] = []
         if run_workers:
-            services.tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
-            services.tasks.append(
+            tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
+            tasks.append(
                 asyncio.create_task(
                     prune_periodically(services.engine, retention=timedelta(days=settings.retention_days)),
                     name="prune",
                 )
             )
+            if config.digest is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        run_digest_schedule(
+                            services.engine,
+                            config.digest,
+                            worker=services.outbox.worker_id,
+                            wake=services.outbox.wake,
+                        ),
+                        name="kpi-digest",
+                    )
+                )
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
         finally:
             await anyio.to_thread.run_sync(services.intake.stop)
-            for task in services.tasks:
+            for task in tasks:
                 task.cancel()
-            for task in services.tasks:
+            for task in tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
-            if services.slack is not None:
-                await services.slack.aclose()
+            if socket is not None:
+                await socket.aclose()
+            await slack.aclose()
             await services.chat.aclose()
-            if services.silences is not None:
-                await services.silences.aclose()
-            if services.prometheus is not None:
-                services.prometheus.close()
-            if services.workloads is not None:
-                services.workloads.close()
+            await services.silences.aclose()
+            services.prometheus.close()
+            services.kpis.close()
+            services.workloads.close()
             services.engine.dispose()
             logger.info("incident-bot stopped")
 
@@ -246,7 +301,10 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.add_middleware(ApiTokenGuard, token=settings.api_bearer_token())
+    app.add_middleware(CloseOnError)
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(models_api.router)
     app.include_router(slack_app.router)
     return app

@@ -23,7 +23,7 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 
 from bot.db import UTCDateTime, utcnow
 from bot.incidents.models import Incident
-from bot.outbox import enqueue
+from bot.outbox import enqueue, job_kind
 
 __all__ = [
     "DIGEST",
@@ -36,7 +36,7 @@ __all__ = [
     "take_refresh",
 ]
 
-DIGEST = "slack.storm_digest"
+DIGEST = job_kind("slack.storm_digest")
 STORM_SECONDS = 2.0
 # Root messages arriving one after another refresh the digest at most this often.
 REFRESH_SECONDS = 1.0

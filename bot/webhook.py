@@ -27,7 +27,7 @@ from bot.intake_writer import Unstorable
 from bot.storable import clamped, problems
 
 if TYPE_CHECKING:
-    from bot.server import Services
+    from bot.services import Services
 
 __all__ = ["router"]
 
@@ -83,7 +83,7 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
         webhook = parse_webhook(body)
     except PayloadError as exc:
         metrics.notifications.labels("malformed").inc()
-        return _error(400, exc.message)
+        return _error(400, exc.message, field=getattr(exc, "field", "(body)"))
     except ValidationError as exc:
         metrics.notifications.labels("invalid").inc()
         return _error(

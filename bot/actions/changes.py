@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,9 +25,9 @@ from bot.actions.policy import ActionKind
 from bot.actions.registry import SilenceParams
 from bot.actions.silences import Matcher, Silence
 from bot.incidents.models import Incident
-from bot.slack.action_blocks import Change
 
 __all__ = [
+    "Change",
     "created_by",
     "matchers_text",
     "redact_env",
@@ -39,6 +39,43 @@ __all__ = [
     "silence_change",
     "silence_matches",
 ]
+
+
+@dataclass(frozen=True)
+class Change:
+    """What an action will change (or changed), as people read it. Stored on the action record
+    so every later message (approval, result) says the same thing."""
+
+    kind: str  # rollback | scale | restart | silence
+    verb: str  # "roll back"
+    target: str  # "llm-prod/vllm-llama", or for a silence "2 alerts of INC-3"
+    headline: str  # "llama-3-8b v14 -> v13", "replicas 2 -> 4", "for 2h"
+    details: tuple[str, ...] = ()  # "revision 3 -> 2", "container vllm: image a -> b", matchers
+    warning: str | None = None  # e.g. the GPU shortfall of a scale-up
+    request: str | None = None  # the API request(s), rendered, for dry runs and the audit
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["details"] = list(self.details)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Change:
+        return cls(
+            kind=str(data.get("kind", "")),
+            verb=str(data.get("verb", "")),
+            target=str(data.get("target", "")),
+            headline=str(data.get("headline", "")),
+            details=tuple(str(d) for d in data.get("details") or ()),
+            warning=str(data["warning"]) if data.get("warning") else None,
+            request=str(data["request"]) if data.get("request") else None,
+        )
+
+    def sentence(self) -> str:
+        """'roll back llm-prod/vllm-llama: llama-3-8b v14 -> v13' (plain text)."""
+        return (
+            f"{self.verb} {self.target}: {self.headline}" if self.headline else f"{self.verb} {self.target}"
+        )
 
 
 def redact_env(value: Any) -> Any:
@@ -89,7 +126,7 @@ def _model_or_images(state: DeploymentState) -> str:
 def rollback_change(plan: RollbackPlan) -> Change:
     headline = plan.describe_change()
     details = [f"revision {plan.from_revision} -> {plan.to_revision} (`kubectl rollout undo`)"]
-    details += [c for c in plan.changes if c != f"model {headline}"]
+    details += [c for c in plan.changes if c not in (headline, f"model {headline}")]
     details.append(f"now: {plan.current.ready_replicas}/{plan.current.replicas} pods ready")
     return Change(
         kind=ActionKind.ROLLBACK,

@@ -40,7 +40,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, overload
+from typing import Any, NoReturn, Protocol, overload
 from urllib.parse import urlencode
 
 import kubernetes.client
@@ -58,8 +58,10 @@ from bot.errors import (
     PermanentUpstreamError,
     RetryableUpstreamError,
 )
+from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
+    "KUBERNETES_MISSING",
     "RBAC_REQUIREMENTS",
     "ActionResult",
     "AlreadyMatches",
@@ -68,6 +70,7 @@ __all__ = [
     "DeploymentState",
     "GpuCheck",
     "KubernetesForbidden",
+    "NoKubernetes",
     "PlanOutdated",
     "RbacRule",
     "Revision",
@@ -76,6 +79,7 @@ __all__ = [
     "RolloutHistoryMissing",
     "ScalePlan",
     "Workloads",
+    "WorkloadsApi",
     "deployment_state",
     "equal_ignore_hash",
     "template_digest",
@@ -274,6 +278,7 @@ class Revision:
     change_cause: str | None
     replicas: int
     current: bool  # its template is the Deployment's current one
+    model_version_source: str | None = None  # where model_version was read
 
 
 @dataclass(frozen=True)
@@ -329,6 +334,8 @@ class RollbackPlan:
             self.current.images,
             self.target.images,
             f"revision {self.from_revision} -> revision {self.to_revision}",
+            versions_named=_named_version(self.current.model_version_source)
+            and _named_version(self.target.model_version_source),
         )
 
     def summary(self) -> str:
@@ -396,11 +403,19 @@ class ActionResult:
             self.before.images,
             self.after.images,
             f"revision {self.before.revision} -> revision {self.after.revision}",
+            versions_named=_named_version(self.before.model_version_source)
+            and _named_version(self.after.model_version_source),
         )
 
 
 # ---------------------------------------------------------------------------------------------
 # Pure helpers
+
+
+def _named_version(source: str | None) -> bool:
+    """Whether a model version was read from the model's metadata, not guessed from an image
+    tag (then the image change says it better)."""
+    return bool(source) and not str(source).startswith("image tag")
 
 
 def _describe_template_change(
@@ -411,11 +426,17 @@ def _describe_template_change(
     images_a: Mapping[str, str],
     images_b: Mapping[str, str],
     fallback: str,
+    *,
+    versions_named: bool = False,
 ) -> str:
     if (model_a or model_b) and (version_a or version_b) and (model_a, version_a) != (model_b, version_b):
         if model_a == model_b or not model_b or not model_a:
             return f"{model_a or model_b} {version_a or '?'} -> {version_b or '?'}"
         return f"{model_a} {version_a or '?'} -> {model_b} {version_b or '?'}"
+    if not (model_a or model_b) and version_a and version_b and version_a != version_b and versions_named:
+        # A version read from the model's own metadata (an annotation, an argument) says more
+        # than the image tags, even when the model has no name.
+        return f"model version {version_a} -> {version_b}"
     changed = [
         f"{name} {images_a.get(name, '(none)')} -> {images_b.get(name, '(none)')}"
         for name in sorted(set(images_a) | set(images_b))
@@ -525,6 +546,7 @@ def _revision_entry(rs: Mapping[str, Any], current_template: Mapping[str, Any]) 
         change_cause=(meta.get("annotations") or {}).get(CHANGE_CAUSE),
         replicas=int((rs.get("spec") or {}).get("replicas", 0)),
         current=equal_ignore_hash(template, current_template),
+        model_version_source=identity.version_source,
     )
 
 
@@ -534,7 +556,7 @@ def _template_changes(
     """Human-readable differences between two pod templates (never env values: they may be secret)."""
     changes: list[str] = []
     if model_change:
-        changes.append(f"model {model_change}")
+        changes.append(model_change if model_change.startswith("model version ") else f"model {model_change}")
 
     def by_name(template: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
         return {str(c.get("name")): c for c in (template.get("spec") or {}).get("containers") or []}
@@ -639,10 +661,7 @@ def _retry_after(exc: ApiException, status: Mapping[str, Any]) -> float | None:
     value = headers.get("Retry-After") if hasattr(headers, "get") else None
     if value is None:
         value = (status.get("details") or {}).get("retryAfterSeconds")
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    return retry_after_seconds(value)
 
 
 def _translate(exc: ApiException, op: _Op) -> Exception:
@@ -678,7 +697,7 @@ def _translate(exc: ApiException, op: _Op) -> Exception:
             f"the Kubernetes API rejected the bot's credentials (401 {reason}) when it tried to "
             f"{op.action} {op.subject}: check the ServiceAccount token or kubeconfig"
         )
-    if code == 0 or code == 429 or code >= 500:
+    if code == 0 or is_retryable_status(code):
         return RetryableUpstreamError(
             f"the Kubernetes API failed to {op.action} {op.subject} "
             f"({code or 'no answer'} {reason}): {message}",
@@ -693,8 +712,83 @@ def _translate(exc: ApiException, op: _Op) -> Exception:
 # The adapter
 
 
+KUBERNETES_MISSING = "Kubernetes is not configured: set KUBECONFIG or run in-cluster"
+
+
+class WorkloadsApi(Protocol):
+    """What the flows need from Kubernetes: the `Workloads` adapter, or `NoKubernetes` when
+    the bot has no cluster configured (`available` tells them apart without an API call)."""
+
+    available: bool
+
+    def describe(self, namespace: str, name: str) -> DeploymentState: ...
+
+    def history(self, namespace: str, name: str) -> list[Revision]: ...
+
+    def plan_rollback(self, namespace: str, name: str, to_revision: int | None = None) -> RollbackPlan: ...
+
+    @overload
+    def rollback(self, plan: RollbackPlan, /, *, dry_run: bool = False) -> ActionResult: ...
+
+    @overload
+    def rollback(
+        self, namespace: str, name: str, to_revision: int | None = None, /, *, dry_run: bool = False
+    ) -> ActionResult: ...
+
+    def plan_scale(self, namespace: str, name: str, replicas: int) -> ScalePlan: ...
+
+    def scale(self, namespace: str, name: str, replicas: int, *, dry_run: bool = False) -> ActionResult: ...
+
+    def restart(self, namespace: str, name: str, *, dry_run: bool = False) -> ActionResult: ...
+
+    def close(self) -> None: ...
+
+
+class NoKubernetes:
+    """The Kubernetes adapter of a bot without a cluster: every call says so (ConfigError)."""
+
+    available = False
+
+    def _missing(self) -> NoReturn:
+        raise ConfigError(KUBERNETES_MISSING)
+
+    def describe(self, namespace: str, name: str) -> DeploymentState:
+        self._missing()
+
+    def history(self, namespace: str, name: str) -> list[Revision]:
+        self._missing()
+
+    def plan_rollback(self, namespace: str, name: str, to_revision: int | None = None) -> RollbackPlan:
+        self._missing()
+
+    @overload
+    def rollback(self, plan: RollbackPlan, /, *, dry_run: bool = False) -> ActionResult: ...
+
+    @overload
+    def rollback(
+        self, namespace: str, name: str, to_revision: int | None = None, /, *, dry_run: bool = False
+    ) -> ActionResult: ...
+
+    def rollback(self, *args: Any, **kwargs: Any) -> ActionResult:
+        self._missing()
+
+    def plan_scale(self, namespace: str, name: str, replicas: int) -> ScalePlan:
+        self._missing()
+
+    def scale(self, namespace: str, name: str, replicas: int, *, dry_run: bool = False) -> ActionResult:
+        self._missing()
+
+    def restart(self, namespace: str, name: str, *, dry_run: bool = False) -> ActionResult:
+        self._missing()
+
+    def close(self) -> None:
+        return None
+
+
 class Workloads:
     """Deployments as responders see them: describe, history, roll back, scale, restart."""
+
+    available = True
 
     def __init__(
         self,
@@ -712,19 +806,22 @@ class Workloads:
         self._clock = clock or (lambda: datetime.now(UTC))
 
     @classmethod
-    def from_environment(cls, kubeconfig: str | None = None, *, context: str | None = None) -> Workloads:
-        """In-cluster config when running in a pod, else the kubeconfig (argument, `KUBECONFIG`,
-        `~/.kube/config`). Builds its own `Configuration`; the client's global default is untouched.
+    def from_environment(
+        cls, kubeconfig: str | None = None, *, in_cluster: bool = False, context: str | None = None
+    ) -> Workloads:
+        """In-cluster config when running in a pod (`in_cluster`, which Settings tells from
+        KUBERNETES_SERVICE_HOST), else the kubeconfig (argument, else `~/.kube/config`). Builds
+        its own `Configuration`; the client's global default is untouched.
         """
         configuration = _configuration()
-        if kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             try:
                 kubernetes.config.load_incluster_config(client_configuration=configuration)
                 return cls(kubernetes.client.ApiClient(configuration))
             except ConfigException:
                 logger.warning("in-cluster Kubernetes config unusable, trying a kubeconfig")
                 configuration = _configuration()
-        path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+        path = kubeconfig or os.path.expanduser("~/.kube/config")
         try:
             kubernetes.config.load_kube_config(
                 config_file=path, context=context, client_configuration=configuration, persist_config=False
@@ -805,7 +902,15 @@ class Workloads:
         ]
         current = deployment_state(deployment)
         model_change = _describe_template_change(
-            current.model, current.model_version, target.model, target.model_version, {}, {}, ""
+            current.model,
+            current.model_version,
+            target.model,
+            target.model_version,
+            {},
+            {},
+            "",
+            versions_named=_named_version(current.model_version_source)
+            and _named_version(target.model_version_source),
         )
         return RollbackPlan(
             namespace=namespace,

@@ -71,15 +71,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from types import UnionType
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from bot.actions.silences import MAX_SILENCE_DURATION
+from bot.configfile import Loc, compose_yaml, describe_kind, format_loc, validation_errors
+from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError, PayloadError, PolicyDenied
-from bot.runbooks.durations import format_duration, parse_duration
-from bot.runbooks.source import Loc, SourceMap, compose_yaml, format_loc
 
 __all__ = [
     "NO_POLICY_MESSAGE",
@@ -537,13 +536,13 @@ class Policy:
             raise PolicyFileError(
                 [
                     f"{display}:1: expected a mapping with 'rules:' (and optionally 'defaults:'), "
-                    f"found {_kind(data)}"
+                    f"found {describe_kind(data)}"
                 ]
             )
         try:
             spec = PolicyFile.model_validate(data)
         except ValidationError as exc:
-            raise PolicyFileError(_validation_errors(exc, source, data)) from None
+            raise PolicyFileError(validation_errors(exc, source, data, model=PolicyFile)) from None
         problems_found = [
             f"{source.where(loc)}: {format_loc(loc)}: {msg}" for loc, msg in _cross_checks(spec)
         ]
@@ -964,104 +963,3 @@ def _yaml_hint(message: str) -> str:
     if "expected alphabetic or numeric character" in message:
         return f"{message}; a value starting with '*' is a YAML alias: quote glob patterns, e.g. \"*\""
     return message
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return f"{type(value).__name__} {value!r:.40}"
-
-
-def _validation_errors(exc: ValidationError, source: SourceMap, data: Any) -> list[str]:
-    entries: list[tuple[int, str]] = []
-    errors = exc.errors(include_url=False)
-    paths = [_data_path(tuple(err["loc"]), data) for err in errors]
-    # A misspelt required key is one mistake, not two: 'namespace' suggests 'namespaces', and
-    # then 'namespaces' missing goes unsaid.
-    suggested = {
-        (*loc[:-1], close): close
-        for err, loc in zip(errors, paths, strict=True)
-        if err["type"] == "extra_forbidden"
-        for close in _close_key(loc)
-    }
-    for err, loc in zip(errors, paths, strict=True):
-        kind = err["type"]
-        if kind == "too_short" and any(other[: len(loc)] == loc and other != loc for other in paths):
-            continue  # a list whose entries are all invalid: the entries' errors say more
-        if kind == "missing" and loc in suggested:
-            continue
-        if kind == "extra_forbidden":
-            key = str(loc[-1])
-            allowed = _allowed_keys(loc[:-1])
-            close = _close_key(loc)
-            hint = f"; did you mean {close[0]!r}?" if close else f" (allowed: {', '.join(allowed)})"
-            where = f"{format_loc(loc[:-1])}: " if loc[:-1] else ""
-            line = source.line(loc, prefer_key=True)
-            message = f"{where}unknown key {key!r}{hint}"
-        elif kind == "missing":
-            where = f"{format_loc(loc[:-1])}: " if loc[:-1] else ""
-            line = source.line(loc[:-1])
-            message = f"{where}missing required key {str(loc[-1])!r}"
-        elif kind == "too_short":
-            line = source.line(loc)
-            message = f"{format_loc(loc)}: needs at least one entry"
-        elif kind in ("tuple_type", "list_type"):
-            line = source.line(loc)
-            message = f"{format_loc(loc)}: expected a list, e.g. [a, b], found {_kind(err.get('input'))}"
-        elif kind == "model_type":
-            line = source.line(loc)
-            message = f"{format_loc(loc)}: expected a mapping (key: value), found {_kind(err.get('input'))}"
-        else:
-            line = source.line(loc)
-            text = str(err["msg"]).removeprefix("Value error, ")
-            message = f"{format_loc(loc)}: {text}" if loc else text
-        entry = (line, f"{source.display}:{line}: {message}")
-        if entry not in entries:
-            entries.append(entry)
-    return [text for _, text in sorted(entries, key=lambda e: e[0])]
-
-
-def _close_key(loc: tuple[str | int, ...]) -> list[str]:
-    return difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1)
-
-
-def _data_path(loc: tuple[Any, ...], data: Any) -> tuple[str | int, ...]:
-    """`loc` without the tags pydantic adds for union members: only the parts that are keys
-    or indexes of the data, and the last part (a missing or unknown key)."""
-    out: list[str | int] = []
-    node = data
-    for position, part in enumerate(loc):
-        last = position == len(loc) - 1
-        if (isinstance(node, dict) and part in node) or (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        ):
-            out.append(part)
-            node = node[part]
-        elif last:
-            out.append(part)
-    return tuple(out)
-
-
-def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        yield annotation
-        return
-    origin = get_origin(annotation)
-    if origin in (Union, UnionType, tuple, list, Annotated):
-        for arg in get_args(annotation):
-            yield from _models_in(arg)
-
-
-def _allowed_keys(loc: Sequence[str | int]) -> list[str]:
-    model: type[BaseModel] = PolicyFile
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        info = model.model_fields.get(part)
-        found = list(_models_in(info.annotation)) if info else []
-        if not found:
-            return []
-        model = found[0]
-    return list(model.model_fields)

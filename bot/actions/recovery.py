@@ -100,6 +100,9 @@ class RecoveryCheck:
     title: str
     unit: str
     lowest: bool  # the alert fires on a low value: the worst series is the lowest
+    # How long the condition must stay clear to count as recovered: the alert rule's `for:`
+    # (a condition that clears for one poll and comes back within `for:` has not recovered).
+    hold: float = 0.0
 
     def to_payload(self) -> dict[str, object]:
         return {
@@ -108,6 +111,7 @@ class RecoveryCheck:
             "title": self.title,
             "unit": self.unit,
             "lowest": self.lowest,
+            "hold": self.hold,
         }
 
     @classmethod
@@ -118,6 +122,7 @@ class RecoveryCheck:
             title=str(data.get("title") or "the alert"),
             unit=str(data.get("unit") or "none"),
             lowest=bool(data.get("lowest")),
+            hold=float(str(data.get("hold") or 0)),
         )
 
     def change(self, before: float | None, after: float | None) -> str:

@@ -58,11 +58,14 @@ from bot.errors import (
     PermanentUpstreamError,
     RetryableUpstreamError,
 )
+from bot.retry import is_retryable_status, retry_after_seconds
 
 __all__ = [
     "MAX_SILENCE_DURATION",
+    "SILENCES_MISSING",
     "AlertmanagerSilences",
     "Matcher",
+    "NoAlertmanager",
     "Silence",
     "Silences",
     "matchers_for_alert",
@@ -131,8 +134,14 @@ class Silence:
     state: str  # active | pending | expired
 
 
+SILENCES_MISSING = "Alertmanager is not configured: set ALERTMANAGER_URL to silence alerts"
+
+
 class Silences(Protocol):
-    """What flows need from a silences backend (the Alertmanager adapter, or a test double)."""
+    """What flows need from a silences backend: the Alertmanager adapter, or `NoAlertmanager`
+    when ALERTMANAGER_URL is not set (`available` tells them apart without a call)."""
+
+    available: bool
 
     async def create(
         self, matchers: Sequence[Matcher], *, duration: timedelta, created_by: str, comment: str
@@ -145,6 +154,33 @@ class Silences(Protocol):
     async def get(self, silence_id: str) -> Silence: ...
 
     async def expire(self, silence_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class NoAlertmanager:
+    """The silences backend of a bot without Alertmanager: every call says so (ConfigError)."""
+
+    available = False
+
+    async def create(
+        self, matchers: Sequence[Matcher], *, duration: timedelta, created_by: str, comment: str
+    ) -> Silence:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def list(
+        self, matchers: Sequence[Matcher] | None = None, *, active_only: bool = True
+    ) -> builtins.list[Silence]:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def get(self, silence_id: str) -> Silence:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def expire(self, silence_id: str) -> None:
+        raise ConfigError(SILENCES_MISSING)
+
+    async def aclose(self) -> None:
+        return None
 
 
 def matchers_for_alert(labels: Mapping[str, str]) -> list[Matcher]:
@@ -258,6 +294,8 @@ class AlertmanagerSilences:
     are optional: `bearer_token` or `basic_auth`, not both. `attempts` and `backoff_max` bound
     the retries of retryable failures; `transport` lets tests put a different transport in.
     """
+
+    available = True
 
     def __init__(
         self,
@@ -495,24 +533,16 @@ class AlertmanagerSilences:
         if already_expired_ok and "already expired" in text:
             logger.info("silence was already expired")
             return response
-        if status == 429 or status >= 500:
+        if is_retryable_status(status):
             raise RetryableUpstreamError(
                 f"Alertmanager at {self._display_url} answered {status} while {what}: {text}",
-                retry_after=_retry_after(response),
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         if status in (401, 403):
             raise PermanentUpstreamError(
                 f"Alertmanager at {self._display_url} refused our credentials ({status}) while {what}"
             )
         raise PermanentUpstreamError(f"Alertmanager at {self._display_url} refused {what} ({status}): {text}")
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
 
 
 def _log_retry(state: RetryCallState) -> None:

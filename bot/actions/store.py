@@ -23,8 +23,8 @@ from bot.errors import Conflict, NotFound
 from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Incident
-from bot.outbox import enqueue
-from bot.slack.blocks import Message, slack_date
+from bot.outbox import enqueue, job_kind
+from bot.text import slack_date
 
 __all__ = [
     "EXECUTE",
@@ -48,9 +48,9 @@ __all__ = [
     "tell",
 ]
 
-EXECUTE = "action.execute"
-VERIFY = "action.verify"
-POST = "action.post"
+EXECUTE = job_kind("action.execute")
+VERIFY = job_kind("action.verify")
+POST = job_kind("action.post")
 
 # A lock outlives any execution (the outbox lease is 5 minutes, retries stop after the
 # execution deadline); a crashed bot leaves a lock that simply runs out.
@@ -210,7 +210,7 @@ def event(
     )
 
 
-def tell(session: Session, record: ActionRecord, message: Message) -> int:
+def tell(session: Session, record: ActionRecord, message: jobs.Message) -> int:
     """Post `message` where the action belongs: the incident's thread, or else the channel it
     was asked for in. Through the outbox, so it survives a Slack outage."""
     incident = incident_of(session, record)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from bot.diagnostics.baseline import Comparison, Trend, Windows, compare, measure, trend
 from bot.diagnostics.generator_url import expr_from_generator_url
 from bot.diagnostics.graph import GraphsUnavailable, graphs_available, render_graph
-from bot.diagnostics.prometheus import Metrics, PrometheusMetrics, Series, auto_step, safe_url
+from bot.diagnostics.prometheus import Metrics, NoPrometheus, PrometheusMetrics, Series, auto_step, safe_url
 from bot.diagnostics.run import DiagnosticResult, graph_series, run_diagnostic
 from bot.diagnostics.table import diagnostics_blocks, diagnostics_message, diagnostics_text
 from bot.diagnostics.units import UNITS, format_value, format_values
@@ -30,6 +30,7 @@ __all__ = [
     "DiagnosticResult",
     "GraphsUnavailable",
     "Metrics",
+    "NoPrometheus",
     "PrometheusMetrics",
     "Series",
     "Trend",

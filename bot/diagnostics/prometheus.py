@@ -62,8 +62,17 @@ from urllib3.exceptions import (
 from urllib3.util.retry import Retry
 
 from bot.errors import ConfigError, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bot.retry import is_retryable_status, retry_after_seconds
 
-__all__ = ["Metrics", "PrometheusMetrics", "Series", "auto_step", "safe_url"]
+__all__ = [
+    "PROMETHEUS_MISSING",
+    "Metrics",
+    "NoPrometheus",
+    "PrometheusMetrics",
+    "Series",
+    "auto_step",
+    "safe_url",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +111,41 @@ class Series:
         return tuple(sorted(self.labels.items()))
 
 
+PROMETHEUS_MISSING = "PROMETHEUS_URL is not set"
+
+
 class Metrics(Protocol):
-    """What diagnostics need from a metrics backend; blocking, run in a worker thread."""
+    """What diagnostics need from a metrics backend; blocking, run in a worker thread. The
+    Prometheus adapter, or `NoPrometheus` when PROMETHEUS_URL is not set (`available`)."""
+
+    available: bool
 
     def query(self, expr: str, at: datetime | None = None) -> list[Series]: ...
 
     def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> list[Series]: ...
+
+    def alert_hold(self, expr: str) -> timedelta | None: ...
+
+    def close(self) -> None: ...
+
+
+class NoPrometheus:
+    """The metrics backend of a bot without Prometheus: every query says so (UpstreamError,
+    like an unreachable Prometheus: diagnostics and recovery checks report it, not crash)."""
+
+    available = False
+
+    def query(self, expr: str, at: datetime | None = None) -> list[Series]:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def query_range(self, expr: str, start: datetime, end: datetime, step: timedelta) -> list[Series]:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def alert_hold(self, expr: str) -> timedelta | None:
+        raise PermanentUpstreamError(PROMETHEUS_MISSING)
+
+    def close(self) -> None:
+        return None
 
 
 def safe_url(url: str) -> str:
@@ -185,16 +223,6 @@ def _error_text(response: requests.Response) -> tuple[str | None, str]:
     return None, text[:_BODY_SNIPPET] or "(empty body)"
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP date: rare from Prometheus, not worth parsing
-
-
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """`exc`, the urllib3 error inside it (requests wraps MaxRetryError(reason=...)) and its
     chain, so the real cause can be named."""
@@ -248,6 +276,8 @@ class PrometheusMetrics:
     to retry (the outbox job retries until Prometheus is back).
     """
 
+    available = True
+
     def __init__(
         self,
         url: str,
@@ -279,6 +309,8 @@ class PrometheusMetrics:
         # PrometheusConnect applies disable_ssl only to a session it builds itself.
         session.verify = not disable_ssl
         session.hooks["response"].append(self._check_response)
+        self._session, self._auth = session, auth
+        self._headers = dict(headers) if headers else None
         self._client = PrometheusConnect(
             url=self._url,
             headers=dict(headers) if headers else None,
@@ -339,6 +371,30 @@ class PrometheusMetrics:
         )
         return _series_list(result, expr)
 
+    def alert_hold(self, expr: str) -> timedelta | None:
+        """The `for:` of the alerting rule whose expression is `expr`, from Prometheus's rules
+        API (`GET /api/v1/rules?type=alert`; `duration` is in seconds), or None when no loaded
+        rule has that expression. An alert's generatorURL carries the expression exactly as
+        this API prints it, so they compare as text."""
+
+        def fetch() -> Any:
+            response = self._session.get(
+                f"{self._url}/api/v1/rules",
+                params={"type": "alert"},
+                headers=self._headers,
+                auth=self._auth,
+                timeout=(self._connect_timeout, self._read_timeout),
+            )
+            return response.json()["data"]["groups"]
+
+        groups = self._call(fetch, "alerting rules")
+        wanted = " ".join(expr.split())
+        for group in groups or []:
+            for rule in group.get("rules") or []:
+                if rule.get("type") == "alerting" and " ".join(str(rule.get("query", "")).split()) == wanted:
+                    return timedelta(seconds=float(rule.get("duration") or 0))
+        return None
+
     # ------------------------------------------------------------------ internals
 
     def _call(self, fn: Callable[[], T], expr: str) -> T:
@@ -395,7 +451,7 @@ class PrometheusMetrics:
         """requests response hook: raise our error for every answer that is not a result."""
         status = response.status_code
         if status < 400:
-            if status == 200:
+            if status == 200 and "/api/v1/query" in response.url:
                 self._check_body(response)
             return
         error_type, text = _error_text(response)
@@ -403,10 +459,11 @@ class PrometheusMetrics:
         where = f"Prometheus at {self._url}"
         if status in (400, 422):
             raise PermanentUpstreamError(f"{where} rejected the query: {text}")
-        if status == 429 or status >= 500:
+        if is_retryable_status(status):
             kind = f" ({error_type})" if error_type else ""
             raise RetryableUpstreamError(
-                f"{where} answered {status}{kind}: {text}", retry_after=_retry_after(response)
+                f"{where} answered {status}{kind}: {text}",
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
             )
         hint = {
             401: "check the credentials in PROMETHEUS_URL",

@@ -11,18 +11,24 @@ Kinds and lanes:
 - `silences.expire` lane silences, priority 3: the incident resolved; end the silences the bot
   made for it (bot/actions/executor.py), so its alerts notify again if they come back.
 Thread jobs wait for the root message (`needs_root`), and the lane keeps them in order.
+
+This module knows no chat client: a change is queued as a `Notice` (its kind and the data to
+show, with a snapshot of the incident as it was), and the Slack delivery handler renders it
+(bot/slack/notices.py) when it posts. Flows that render their own message (actions) may
+still queue a ready `message`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import column, table
 from sqlmodel import Session, select
 
-from bot.actions.models import ActionRecord, ActionStatus
 from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
-from bot.outbox import enqueue
-from bot.slack import blocks
+from bot.outbox import enqueue, job_kind
 
 __all__ = [
     "EXPIRE_SILENCES",
@@ -31,23 +37,67 @@ __all__ = [
     "POST_ROOT",
     "REPLY",
     "UPDATE_ROOT",
+    "Notice",
     "alerts_changed",
     "announce",
     "changed",
     "expire_silences",
     "incident_channel",
+    "incident_snapshot",
     "postmortem",
     "reply",
     "resolved",
     "update_root",
 ]
 
-POST_ROOT = "slack.post_root"
-UPDATE_ROOT = "slack.update_root"
-REPLY = "slack.reply"
-POSTMORTEM = "slack.postmortem"
-INCIDENT_CHANNEL = "slack.incident_channel"
-EXPIRE_SILENCES = "silences.expire"
+POST_ROOT = job_kind("slack.post_root")
+UPDATE_ROOT = job_kind("slack.update_root")
+REPLY = job_kind("slack.reply")
+POSTMORTEM = job_kind("slack.postmortem")
+INCIDENT_CHANNEL = job_kind("slack.incident_channel")
+EXPIRE_SILENCES = job_kind("silences.expire")
+
+Message = Mapping[str, Any]  # a chat message already rendered by a flow ({"text", "blocks"})
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A thread reply to render at delivery: its kind (a renderer in bot/slack/notices.py) and
+    JSON-able arguments. The incident's fields are snapshotted when it is queued, so the reply
+    says what was true then, however late it is posted."""
+
+    kind: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    alerts: Mapping[str, Sequence[Alert]] = field(default_factory=dict)
+
+    def payload(self, incident: Incident) -> dict[str, Any]:
+        return {
+            "notice": self.kind,
+            "incident": incident_snapshot(incident),
+            "args": dict(self.args),
+            "alerts": {name: [_alert_snapshot(a) for a in alerts] for name, alerts in self.alerts.items()},
+        }
+
+
+def incident_snapshot(incident: Incident) -> dict[str, Any]:
+    return {
+        "id": incident.id,
+        "key": incident.key,
+        "title": incident.title,
+        "severity": incident.severity,
+        "status": incident.status,
+        "started_at": incident.started_at.isoformat() if incident.started_at else None,
+        "resolved_at": incident.resolved_at.isoformat() if incident.resolved_at else None,
+    }
+
+
+def _alert_snapshot(alert: Alert) -> dict[str, Any]:
+    return {
+        "alertname": alert.alertname,
+        "status": alert.status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+    }
 
 
 def announce(session: Session, incident: Incident) -> int:
@@ -81,7 +131,7 @@ def incident_channel(session: Session, incident: Incident) -> int:
     return 1 if job is not None else 0
 
 
-def changed(session: Session, incident: Incident, message: blocks.Message) -> int:
+def changed(session: Session, incident: Incident, message: Notice | Message) -> int:
     """A responder changed the incident: re-render the root and tell the thread (and, when the
     change resolved it, end its silences)."""
     count = update_root(session, incident) + reply(session, incident, message)
@@ -108,15 +158,16 @@ def update_root(session: Session, incident: Incident) -> int:
 
 
 def reply(
-    session: Session, incident: Incident, message: blocks.Message, *, dedupe_key: str | None = None
+    session: Session, incident: Incident, message: Notice | Message, *, dedupe_key: str | None = None
 ) -> int:
+    payload = message.payload(incident) if isinstance(message, Notice) else {"message": dict(message)}
     job = enqueue(
         session,
         REPLY,
         incident_id=incident.id,
         priority=2,
         needs_root=True,
-        payload={"message": message},
+        payload=payload,
         dedupe_key=dedupe_key,
     )
     return 1 if job is not None else 0
@@ -126,7 +177,7 @@ def alerts_changed(
     session: Session, incident: Incident, fired: Sequence[Alert], resolved: Sequence[Alert]
 ) -> int:
     return update_root(session, incident) + reply(
-        session, incident, blocks.alerts_changed_message(incident, fired, resolved)
+        session, incident, Notice("alerts_changed", alerts={"fired": fired, "resolved": resolved})
     )
 
 
@@ -136,21 +187,25 @@ def resolved(session: Session, incident: Incident) -> int:
         + reply(
             session,
             incident,
-            blocks.incident_resolved_message(
-                incident, by=incident.resolved_by, reason=incident.resolve_reason
-            ),
+            Notice("incident_resolved", {"by": incident.resolved_by, "reason": incident.resolve_reason}),
         )
         + expire_silences(session, incident)
     )
 
 
+_ACTIONS = table("actions", column("id"), column("incident_id"), column("kind"), column("status"))
+
+
 def expire_silences(session: Session, incident: Incident) -> int:
-    """When the incident has silences the bot made, queue ending them (once per resolution)."""
+    """When the incident has silences the bot made, queue ending them (once per resolution).
+
+    The action records are read by table name: the incident domain does not import the actions
+    package (which builds on it); bot/actions/models.py owns that table and its columns."""
     has_silences = session.exec(
-        select(ActionRecord.id).where(
-            ActionRecord.incident_id == incident.id,
-            ActionRecord.kind == "silence",
-            ActionRecord.status == ActionStatus.SUCCEEDED.value,
+        select(_ACTIONS.c.id).where(
+            _ACTIONS.c.incident_id == incident.id,
+            _ACTIONS.c.kind == "silence",
+            _ACTIONS.c.status == "succeeded",
         )
     ).first()
     if has_silences is None:

@@ -20,9 +20,9 @@ from sqlmodel import Session
 from bot.db import utcnow
 from bot.errors import Conflict
 from bot.incidents import jobs, store
+from bot.incidents.jobs import Notice
 from bot.incidents.models import AlertStatus, Incident, IncidentStatus, Severity
-from bot.slack import notices
-from bot.slack.blocks import slack_date
+from bot.text import mention, slack_date
 
 __all__ = [
     "Actor",
@@ -61,7 +61,7 @@ class Outcome:
 
 
 def _resolved_already(incident: Incident) -> str:
-    by = f" by {notices.mention(incident.resolved_by)}" if incident.resolved_by else " (its alerts resolved)"
+    by = f" by {mention(incident.resolved_by)}" if incident.resolved_by else " (its alerts resolved)"
     when = f" {slack_date(incident.resolved_at)}" if incident.resolved_at else ""
     return f"{incident.key} is already resolved{by}{when}"
 
@@ -76,7 +76,7 @@ def _open(session: Session, incident_id: int, doing: str) -> Incident:
 def acknowledge(session: Session, incident_id: int, actor: Actor) -> Outcome:
     incident = _open(session, incident_id, "acknowledge")
     if incident.acknowledged_at is not None or incident.status != IncidentStatus.TRIGGERED:
-        who = f" by {notices.mention(incident.acknowledged_by)}" if incident.acknowledged_by else ""
+        who = f" by {mention(incident.acknowledged_by)}" if incident.acknowledged_by else ""
         when = f" {slack_date(incident.acknowledged_at)}" if incident.acknowledged_at else ""
         return Outcome(incident, False, f"{incident.key} was already acknowledged{who}{when}.")
     incident.status = IncidentStatus.ACKNOWLEDGED
@@ -90,7 +90,7 @@ def acknowledge(session: Session, incident_id: int, actor: Actor) -> Outcome:
         actor=actor.id,
         actor_name=actor.name,
     )
-    count = jobs.changed(session, incident, notices.acknowledged(incident, actor.id))
+    count = jobs.changed(session, incident, Notice("acknowledged", {"by": actor.id}))
     return Outcome(incident, True, f"You acknowledged {incident.key}.", first_ack=True, jobs=count)
 
 
@@ -117,7 +117,9 @@ def mitigate(session: Session, incident_id: int, actor: Actor | None, *, note: s
         actor_name=actor.name if actor else None,
         data={"note": note},
     )
-    count = jobs.changed(session, incident, notices.mitigated(incident, actor.id if actor else None, note))
+    count = jobs.changed(
+        session, incident, Notice("mitigated", {"by": actor.id if actor else None, "note": note})
+    )
     return Outcome(
         incident,
         True,
@@ -156,7 +158,9 @@ def resolve(session: Session, incident_id: int, actor: Actor, *, reason: str | N
         actor_name=actor.name,
         data={"manual": True, "firing": firing, "reason": reason},
     )
-    count = jobs.changed(session, incident, notices.resolved_by_hand(incident, actor.id, reason, firing))
+    count = jobs.changed(
+        session, incident, Notice("resolved_by_hand", {"by": actor.id, "reason": reason, "firing": firing})
+    )
     message = f"You resolved {incident.key}."
     if firing:
         message += (
@@ -169,7 +173,7 @@ def assign(session: Session, incident_id: int, actor: Actor, commander: Actor) -
     """Make `commander` the incident commander (a hand-over replaces the previous one)."""
     incident = _open(session, incident_id, "command")
     if incident.commander_id == commander.id:
-        who = "You are" if commander.id == actor.id else f"{notices.mention(commander.id)} is"
+        who = "You are" if commander.id == actor.id else f"{mention(commander.id)} is"
         return Outcome(incident, False, f"{who} already the commander of {incident.key}.")
     previous = incident.commander_id
     incident.commander_id = commander.id
@@ -187,11 +191,15 @@ def assign(session: Session, incident_id: int, actor: Actor, commander: Actor) -
         actor_name=actor.name,
         data={"commander": commander.id, "commander_name": commander.name, "previous": previous},
     )
-    count = jobs.changed(session, incident, notices.assigned(incident, actor.id, commander.id, previous))
+    count = jobs.changed(
+        session,
+        incident,
+        Notice("assigned", {"by": actor.id, "commander": commander.id, "previous": previous}),
+    )
     message = (
         f"You are now the commander of {incident.key}."
         if commander.id == actor.id
-        else f"{notices.mention(commander.id)} is now the commander of {incident.key}."
+        else f"{mention(commander.id)} is now the commander of {incident.key}."
     )
     return Outcome(incident, True, message, jobs=count)
 
@@ -204,7 +212,7 @@ def take_command(session: Session, incident_id: int, actor: Actor) -> Outcome:
         return Outcome(
             incident,
             False,
-            f"{notices.mention(incident.commander_id)} already has command of {incident.key}. "
+            f"{mention(incident.commander_id)} already has command of {incident.key}. "
             f"To take over, use `/incident assign {incident.key} @you`.",
         )
     return assign(session, incident_id, actor, actor)
@@ -228,7 +236,7 @@ def set_severity(session: Session, incident_id: int, actor: Actor, severity: Sev
         actor_name=actor.name,
         data={"from": old, "to": severity.value, "manual": True},
     )
-    count = jobs.changed(session, incident, notices.severity_changed(incident, actor.id, old))
+    count = jobs.changed(session, incident, Notice("severity_changed", {"by": actor.id, "old": old}))
     if incident.status != IncidentStatus.RESOLVED and incident.incident_channel is None:
         count += jobs.incident_channel(session, incident)
     return Outcome(incident, True, f"{incident.key} is now {severity.value}.", jobs=count)
@@ -238,5 +246,5 @@ def add_note(session: Session, incident_id: int, actor: Actor, text: str) -> Out
     """Notes are welcome at any time, after resolution too (what was learned)."""
     incident = store.get_incident(session, incident_id, for_update=True)
     store.add_event(session, incident, "note", text, actor=actor.id, actor_name=actor.name)
-    count = jobs.reply(session, incident, notices.note_added(incident, actor.id, text))
+    count = jobs.reply(session, incident, Notice("note_added", {"by": actor.id, "text": text}))
     return Outcome(incident, True, f"Note added to {incident.key}.", jobs=count)

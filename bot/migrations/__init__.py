@@ -1,1 +1,1 @@
-"""Alembic migrations for the bot's schema; run at start by `bot.db.migrate()`."""
+"""Alembic migrations for the bot's schema; run at start by `bot.schema.migrate()`."""

@@ -1,4 +1,4 @@
-"""Alembic environment: always run with a connection handed in by `bot.db.migrate()` (or by
+"""Alembic environment: always run with a connection handed in by `bot.schema.migrate()` (or by
 the `alembic` command with `sqlalchemy.url` set), comparing against the SQLModel tables."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 from sqlmodel import SQLModel
 
-from bot.db import register_tables
+from bot.schema import register_tables
 
 register_tables()
 target_metadata = SQLModel.metadata

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import yaml
 
+from bot.configfile import format_loc
 from bot.runbooks.errors import RunbookError, RunbookRenderError
 from bot.runbooks.loader import Runbook, RunbookSet, load_directory
 from bot.runbooks.render import RenderedRunbook, RunbookContext, render_runbook
 from bot.runbooks.selection import best_matches
-from bot.runbooks.source import format_loc
 
 __all__ = [
     "CheckReport",

@@ -8,7 +8,6 @@ defaults to `INCIDENT_BOT_RUNBOOKS_DIR`, then `./runbooks`, like the server.
 # ruff: noqa: PT028 - `test_command` is the `runbooks test` command, not a pytest test
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,7 +21,11 @@ _AUTO = "auto"
 
 
 def default_directory() -> Path:
-    return Path(os.environ.get("INCIDENT_BOT_RUNBOOKS_DIR") or "runbooks")
+    """INCIDENT_BOT_RUNBOOKS_DIR (through Settings, the one reader of the environment), else
+    ./runbooks."""
+    from bot.config import Settings
+
+    return Settings().runbooks_dir
 
 
 def check_command(

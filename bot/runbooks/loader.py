@@ -13,24 +13,22 @@ text the responders saw.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Template, TemplateSyntaxError
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
+from bot.configfile import Loc, SourceMap, compose_yaml, format_loc, validation_errors
 from bot.runbooks.errors import RunbookError
 from bot.runbooks.matchers import Matcher, Specificity, matches_all, parse_matchers, specificity
 from bot.runbooks.schema import (
     ActionSpec,
-    DiagnosticSpec,
     ExampleAlert,
-    LinkSpec,
     RestartActionSpec,
     RollbackActionSpec,
     RunbookSpec,
@@ -39,7 +37,6 @@ from bot.runbooks.schema import (
     is_template,
 )
 from bot.runbooks.selection import match
-from bot.runbooks.source import Loc, SourceMap, compose_yaml, format_loc
 from bot.runbooks.templating import Mode, RunbookEnvironment, author_mrkdwn, make_environments
 
 __all__ = [
@@ -189,7 +186,7 @@ def load_file(
     try:
         spec = RunbookSpec.model_validate(data)
     except ValidationError as exc:
-        errors.extend(_validation_errors(exc, source, data))
+        errors.extend(validation_errors(exc, source, data, model=RunbookSpec, special=_action_tags))
         return None, errors
     envs = envs if envs is not None else make_environments()
     templates: dict[tuple[str | int, ...], CompiledTemplate] = {}
@@ -255,85 +252,18 @@ _ACTION_MODELS: dict[str, type[BaseModel]] = {
     "restart": RestartActionSpec,
     "silence": SilenceActionSpec,
 }
-_LIST_MODELS: dict[str, type[BaseModel]] = {
-    "diagnostics": DiagnosticSpec,
-    "links": LinkSpec,
-    "examples": ExampleAlert,
-}
 
 
-def _validation_errors(exc: ValidationError, source: SourceMap, data: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    seen: set[str] = set()
-    for err in exc.errors(include_url=False):
-        loc = tuple(err["loc"])
-        kind = err["type"]
-        # Drop the union tag pydantic puts in the path of a discriminated union member.
-        path = _strip_union_tags(loc)
-        if kind == "extra_forbidden":
-            key = str(path[-1])
-            allowed = _allowed_keys(path[:-1], data)
-            hint = ""
-            close = difflib.get_close_matches(key, allowed, n=1)
-            if close:
-                hint = f"; did you mean {close[0]!r}?"
-            elif allowed:
-                hint = f" (allowed: {', '.join(allowed)})"
-            where = f"{format_loc(path[:-1])}: " if path[:-1] else ""
-            message = f"{where}unknown key {key!r}{hint}"
-            line = source.line(path, prefer_key=True)
-        elif kind == "missing":
-            where = f"{format_loc(path[:-1])}: " if path[:-1] else ""
-            message = f"{where}missing required key {str(path[-1])!r}"
-            line = source.line(path[:-1])
-        elif kind == "union_tag_invalid":
-            tag = err.get("ctx", {}).get("tag", "?")
-            message = (
-                f"{format_loc(path)}.action: unknown action {tag!r}; "
-                f"expected one of: {', '.join(_ACTION_MODELS)}"
-            )
-            line = source.line((*path, "action"))
-        elif kind == "union_tag_not_found":
-            message = f"{format_loc(path)}: missing required key 'action' ({', '.join(_ACTION_MODELS)})"
-            line = source.line(path)
-        elif kind == "string_type" and isinstance(err.get("input"), dict | list):
-            found = "a mapping" if isinstance(err["input"], dict) else "a list"
-            hint = "; quote the text: in YAML an unquoted ': ' starts a key" if found == "a mapping" else ""
-            message = f"{format_loc(path)}: expected text, found {found}{hint}"
-            line = source.line(path)
-        else:
-            text = str(err["msg"]).removeprefix("Value error, ")
-            message = f"{format_loc(path)}: {text}" if path else text
-            line = source.line(path)
-        entry = f"{source.display}:{line}: {message}"
-        if entry not in seen:
-            seen.add(entry)
-            out.append(entry)
-    return out
-
-
-def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    """`('actions', 0, 'scale', 'replicas')` -> `('actions', 0, 'replicas')`: pydantic puts the
-    tag of the discriminated union member in the path, the file has no such key."""
-    if len(loc) > 2 and loc[0] == "actions" and isinstance(loc[1], int) and loc[2] in _ACTION_MODELS:
-        return (*loc[:2], *loc[3:])
-    return tuple(loc)
-
-
-def _allowed_keys(parent: tuple[str | int, ...], data: dict[str, Any]) -> list[str]:
-    model: type[BaseModel] | None = None
-    if not parent:
-        model = RunbookSpec
-    elif len(parent) == 2 and parent[0] in _LIST_MODELS:
-        model = _LIST_MODELS[str(parent[0])]
-    elif len(parent) == 2 and parent[0] == "actions" and isinstance(parent[1], int):
-        actions = data.get("actions")
-        if (
-            isinstance(actions, list)
-            and 0 <= parent[1] < len(actions)
-            and isinstance(actions[parent[1]], dict)
-        ):
-            model = _ACTION_MODELS.get(str(actions[parent[1]].get("action")))
-    if model is None:
-        return []
-    return list(model.model_fields)
+def _action_tags(err: ErrorDetails, loc: tuple[str | int, ...], source: SourceMap) -> tuple[int, str] | None:
+    """The runbook's own wording for an unknown or missing `action:` tag."""
+    if err["type"] == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag", "?")
+        message = (
+            f"{format_loc(loc)}.action: unknown action {tag!r}; expected one of: {', '.join(_ACTION_MODELS)}"
+        )
+        return source.line((*loc, "action")), message
+    if err["type"] == "union_tag_not_found":
+        return source.line(
+            loc
+        ), f"{format_loc(loc)}: missing required key 'action' ({', '.join(_ACTION_MODELS)})"
+    return None

@@ -25,7 +25,8 @@ from typing import Any, Literal
 from jinja2 import TemplateError
 from jinja2.exceptions import SecurityError, UndefinedError
 
-from bot.runbooks.durations import parse_duration
+from bot.configfile import format_loc
+from bot.durations import parse_duration
 from bot.runbooks.errors import RunbookRenderError
 from bot.runbooks.loader import Runbook
 from bot.runbooks.matchers import parse_matchers
@@ -46,9 +47,8 @@ from bot.runbooks.schema import (
     check_silence_duration,
     check_url,
 )
-from bot.runbooks.source import format_loc
 from bot.runbooks.templating import DataView, EscapedStr, Mode
-from bot.slack.mrkdwn import truncate
+from bot.text import truncate
 
 __all__ = [
     "AlertInfo",

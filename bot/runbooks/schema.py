@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from bot.runbooks.durations import parse_duration
+from bot.durations import parse_duration
 from bot.runbooks.errors import MatcherSyntaxError
 from bot.runbooks.matchers import parse_matchers
 

@@ -11,12 +11,27 @@ gets fixed instead of silently depending on names.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-if TYPE_CHECKING:
-    from bot.runbooks.loader import Runbook
+from bot.runbooks.matchers import Specificity
 
-__all__ = ["best_matches", "candidates", "match"]
+__all__ = ["Selectable", "best_matches", "candidates", "match"]
+
+
+class Selectable(Protocol):
+    """What selection needs of a runbook (loader.Runbook), so this module does not import the
+    loader that uses it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def specificity(self) -> Specificity: ...
+
+    def matches(self, labels: Mapping[str, str]) -> bool: ...
+
+
+Runbook = TypeVar("Runbook", bound=Selectable)
 
 
 def candidates(runbooks: Iterable[Runbook], labels: Mapping[str, str]) -> list[Runbook]:

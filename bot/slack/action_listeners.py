@@ -15,13 +15,14 @@ from typing import Any, TypeVar
 
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext, AsyncRespond
 
-from bot.actions.flows import ActionFlows
+from bot.flows.actions import ActionFlows
+from bot.flows.requests import Answer, Invocation
 from bot.incidents.lifecycle import Actor
 from bot.slack import commands, replies
 from bot.slack.action_blocks import ActionButton
 from bot.slack.app import SlackApp, after_ack, request_key
 from bot.slack.blocks import ActionId
-from bot.slack.flows import Answer, Invocation, answer_via
+from bot.slack.flows import answer_via
 
 __all__ = ["ROLLBACK_COMMAND", "RUNBOOK_BUTTONS", "SCALE_COMMAND", "register_action_listeners"]
 

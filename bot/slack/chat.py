@@ -33,6 +33,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from bot.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
+from bot.retry import is_retryable_status, retry_after_seconds
 from bot.slack.priority_lock import PriorityLock
 
 __all__ = ["METADATA_EVENT", "ChannelPacer", "PostedMessage", "SlackChat"]
@@ -243,6 +244,23 @@ class SlackChat:
             return None
         return str(response.get("permalink") or "") or None
 
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        """views.open. Not retried: the trigger_id is good for 3 seconds, so a refusal (a 429,
+        an outage) reaches the person as our error, naming what Slack said."""
+        await self.call("views.open", None, self.client.views_open, trigger_id=trigger_id, view=view)
+
+    async def publish_view(self, user_id: str, view: dict[str, Any]) -> None:
+        """views.publish (the App Home tab), with the quick retries of an idempotent call."""
+        async for attempt in self._quick_retries():
+            with attempt:
+                await self.call("views.publish", None, self.client.views_publish, user_id=user_id, view=view)
+
+    async def user_name(self, user_id: str) -> str | None:
+        """A person's handle (users.info), or None when Slack does not say."""
+        response = await self.call("users.info", None, self.client.users_info, user=user_id)
+        user = response.get("user") or {}
+        return str(user.get("name") or "") or None
+
     def _quick_retries(self) -> AsyncRetrying:
         """For idempotent calls only: a few fast retries before the outbox's slower backoff."""
         return AsyncRetrying(
@@ -270,7 +288,7 @@ class SlackChat:
                 raise RetryableUpstreamError(
                     f"Slack rate-limited {method}; retry after {retry_after:.0f}s", retry_after=retry_after
                 ) from None
-            if (status is not None and status >= 500) or error in TRANSIENT_ERRORS:
+            if (status is not None and is_retryable_status(status)) or error in TRANSIENT_ERRORS:
                 raise RetryableUpstreamError(f"Slack {method} failed: {error or f'HTTP {status}'}") from None
             raise PermanentUpstreamError(f"Slack refused {method}: {error or f'HTTP {status}'}") from None
         except (TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
@@ -302,11 +320,8 @@ def _error_name(exc: SlackApiError) -> str | None:
 
 def _retry_after(exc: SlackApiError) -> float:
     headers = getattr(exc.response, "headers", None) or {}
-    raw = headers.get("Retry-After") or headers.get("retry-after")
-    try:
-        return max(1.0, float(raw)) if raw is not None else 30.0
-    except ValueError:
-        return 30.0
+    seconds = retry_after_seconds(headers.get("Retry-After") or headers.get("retry-after"))
+    return max(1.0, seconds) if seconds is not None else 30.0
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from bot.actions.registry import parse_params
 from bot.actions.silences import parse_duration
 from bot.errors import PayloadError
 from bot.incidents.models import Severity
-from bot.slack.mrkdwn import escape
+from bot.text import escape
 
 __all__ = [
     "ROLLBACK_USAGE",

@@ -10,7 +10,7 @@ a retry follows a timeout.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import anyio
@@ -22,7 +22,7 @@ from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
 from bot.outbox import ClaimedJob, Handler, Reschedule, fail_waiting_for_root
-from bot.slack import blocks
+from bot.slack import blocks, notices
 from bot.slack.chat import SlackChat
 
 __all__ = ["SlackDelivery"]
@@ -40,6 +40,7 @@ class SlackDelivery:
     chat: SlackChat
     public_url: str | None = None
     interactive: bool = True
+    refresh_home: Callable[[], Awaitable[None]] | None = None  # App Homes listing incidents
 
     def handlers(self) -> dict[str, Handler]:
         return {jobs.POST_ROOT: self.post_root, jobs.UPDATE_ROOT: self.update_root, jobs.REPLY: self.reply}
@@ -80,6 +81,11 @@ class SlackDelivery:
             channel, ts = posted.channel, posted.ts
         assert incident.id is not None
         await anyio.to_thread.run_sync(self._save_root, incident.id, channel, ts)
+        await self._refresh_home()
+
+    async def _refresh_home(self) -> None:
+        if self.refresh_home is not None:
+            await self.refresh_home()
 
     def _leave_if_channel_busy(self, channel: str) -> None:
         """In a storm, a worker waiting for a busy channel's turn would be a worker that
@@ -118,6 +124,7 @@ class SlackDelivery:
         if not (incident.channel and incident.slack_ts):
             return
         await self.chat.update(incident.channel, incident.slack_ts, self.render_root(incident, alerts))
+        await self._refresh_home()
 
     async def reply(self, job: ClaimedJob) -> None:
         incident, _ = await anyio.to_thread.run_sync(store.load_with_alerts, self.engine, job.incident_id)
@@ -133,7 +140,7 @@ class SlackDelivery:
             return
         try:
             await self.chat.post(
-                incident.channel, job.payload["message"], thread_ts=incident.slack_ts, marker=marker
+                incident.channel, notices.render(job.payload), thread_ts=incident.slack_ts, marker=marker
             )
         except PermanentUpstreamError as exc:
             await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc))

@@ -23,7 +23,7 @@ from bot.db import transaction
 from bot.incidents.models import Incident, Severity
 from bot.outbox import ClaimedJob, Handler
 from bot.slack.chat import SlackChat
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 __all__ = ["StormDigestPoster", "digest_message"]
 

@@ -14,29 +14,28 @@ Errors are not handled here: NotFound, Conflict and PayloadError propagate to th
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from slack_bolt.context.respond.async_respond import AsyncRespond
-from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session
 
 from bot.db import transaction
-from bot.errors import ConfigError, PayloadError
+from bot.errors import PayloadError, UpstreamError
+from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor, Outcome
-from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
+from bot.incidents.models import Alert, Incident, TimelineEvent
 from bot.slack import commands, replies
 from bot.slack.blocks import ActionId, Message
 from bot.slack.home import HOME_LIMIT, home_view, incident_modal
+from bot.slack.home_viewers import open_incidents, remember_viewer
 
 if TYPE_CHECKING:
-    from bot.actions.flows import ActionFlows
-    from bot.server import Services
+    from bot.flows.actions import ActionFlows
+    from bot.services import Services
 
 __all__ = ["Answer", "Invocation", "Respond", "SlackFlows", "answer_via"]
 
@@ -50,15 +49,6 @@ LOOKUP_TIMEOUT = 2.0
 Respond = AsyncRespond  # Bolt's `respond`: a POST to the request's response_url
 
 
-@dataclass(frozen=True)
-class Invocation:
-    """Who asked, from where, and the request's identity (for exactly-once changes)."""
-
-    user: Actor
-    channel_id: str | None
-    request_key: str
-
-
 class SlackFlows:
     def __init__(self, services: Services) -> None:
         self.services = services
@@ -69,7 +59,7 @@ class SlackFlows:
             case commands.Help():
                 await self._answer(respond, replies.help_message())
             case commands.ListOpen():
-                incidents, total = await self._db(lambda s: _open_incidents(s, replies.LIST_LIMIT))
+                incidents, total = await self._db(lambda s: open_incidents(s, replies.LIST_LIMIT))
                 await self._answer(respond, replies.incident_list(incidents, total=total))
             case commands.Show(incident_id):
                 incident, alerts = await self._db(lambda s: _incident_and_alerts(s, incident_id))
@@ -110,8 +100,6 @@ class SlackFlows:
                 await self._actions().unsilence(incident_id, silence_id, who, _answer(respond))
 
     def _actions(self) -> ActionFlows:
-        if self.services.actions is None:
-            raise ConfigError("remediation actions are not set up in this bot")
         return self.services.actions
 
     async def _postmortem(self, incident_id: int, who: Invocation, respond: Respond) -> None:
@@ -158,21 +146,20 @@ class SlackFlows:
             await self._answer(respond, replies.notice(f":information_source: {outcome.message}"))
 
     # ------------------------------------------------------------------ App Home
-    async def publish_home(self, client: AsyncWebClient, user_id: str) -> None:
-        incidents, total = await self._db(lambda s: _open_incidents(s, HOME_LIMIT))
+    async def publish_home(self, user_id: str) -> None:
+        await anyio.to_thread.run_sync(remember_viewer, self.services.engine, user_id)
+        incidents, total = await self._db(lambda s: open_incidents(s, HOME_LIMIT))
         try:
-            await client.views_publish(user_id=user_id, view=home_view(incidents, total=total))
-        except (SlackApiError, SlackClientError, OSError, TimeoutError) as exc:
+            await self.services.chat.publish_view(user_id, home_view(incidents, total=total))
+        except UpstreamError as exc:
             # The next app_home_opened publishes again; nothing to keep.
             logger.warning("could not publish the App Home", extra={"slack_user": user_id, "error": str(exc)})
 
-    async def open_incident(self, client: AsyncWebClient, trigger_id: str, value: str) -> None:
+    async def open_incident(self, trigger_id: str, value: str) -> None:
         incident_id = _button_incident(value)
         incident, alerts = await self._db(lambda s: _incident_and_alerts(s, incident_id))
         permalink = await self._permalink(incident)
-        await client.views_open(
-            trigger_id=trigger_id, view=incident_modal(incident, alerts, permalink=permalink)
-        )
+        await self.services.chat.open_view(trigger_id, incident_modal(incident, alerts, permalink=permalink))
 
     # ------------------------------------------------------------------ helpers
     async def _change(self, who: Invocation, respond: Respond, change: Callable[[Session], Outcome]) -> None:
@@ -255,23 +242,14 @@ class SlackFlows:
         """A person's handle for the record, when Slack did not send it with the mention."""
         with anyio.move_on_after(LOOKUP_TIMEOUT):
             try:
-                response = await self.services.chat.client.users_info(user=user_id)
-            except (SlackApiError, SlackClientError, OSError, TimeoutError):
+                return await self.services.chat.user_name(user_id)
+            except UpstreamError:
                 return None
-            user = response.get("user") or {}
-            return str(user.get("name") or "") or None
         return None
 
 
 def _answer(respond: Respond) -> Answer | None:
     return answer_via(respond, response_url=respond.response_url)
-
-
-class Answer(Protocol):
-    """Tell the person who clicked or typed (ephemeral); `replace` replaces the message they
-    clicked on (a confirmation, an approval request) instead of adding one."""
-
-    async def __call__(self, message: Message, *, replace: bool = False) -> None: ...
 
 
 def answer_via(
@@ -283,7 +261,7 @@ def answer_via(
     if respond is None or not response_url:
         return None
 
-    async def answer(message: Message, *, replace: bool = False) -> None:
+    async def answer(message: Mapping[str, Any], *, replace: bool = False) -> None:
         try:
             await respond(
                 text=message["text"],
@@ -302,14 +280,6 @@ def _button_incident(value: str) -> int:
         return int(value)
     except (TypeError, ValueError):
         raise PayloadError(f"button value {value!r} is not an incident number") from None
-
-
-def _open_incidents(session: Session, limit: int) -> tuple[list[Incident], int]:
-    rows = list(store.list_incidents(session, open_only=True, limit=limit))
-    total = session.exec(
-        select(func.count(col(Incident.id))).where(Incident.status != IncidentStatus.RESOLVED)
-    ).one()
-    return rows, int(total)
 
 
 def _incident_and_alerts(session: Session, incident_id: int) -> tuple[Incident, list[Alert]]:

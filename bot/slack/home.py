@@ -13,8 +13,8 @@ from typing import Any
 
 from bot.incidents.models import Alert, Incident
 from bot.slack.blocks import ActionId
-from bot.slack.mrkdwn import defuse, truncate
 from bot.slack.replies import incident_line, incident_summary
+from bot.text import defuse, truncate
 
 __all__ = ["HOME_LIMIT", "home_view", "incident_modal"]
 

@@ -1,15 +1,22 @@
 """Thread replies that tell an incident's channel what a responder changed.
 
-Pure functions from incident state to a Slack message, rendered when the change happens
-(the outbox sends them later, in order, even after a Slack outage). Everything typed by a
+Pure functions from incident state to a Slack message. The domain queues a `Notice` (its kind,
+its arguments and a snapshot of the incident, bot/incidents/jobs.py); `render` turns the stored
+notice into a message when the outbox delivers it (in order, even after a Slack outage). Everything typed by a
 person is escaped for mrkdwn here and cut to Slack's limits.
 """
 
 from __future__ import annotations
 
-from bot.incidents.models import Incident, Severity
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from bot.errors import ConfigError
+from bot.incidents.models import Alert, Incident, Severity
+from bot.slack import blocks
 from bot.slack.blocks import SEVERITY_EMOJI, Message
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import bold, escape, mention, truncate
 
 __all__ = [
     "acknowledged",
@@ -17,18 +24,12 @@ __all__ = [
     "channel_created",
     "mention",
     "note_added",
+    "render",
     "resolved_by_hand",
     "severity_changed",
 ]
 
 SECTION_TEXT = 3000
-
-
-def mention(user_id: str | None, name: str | None = None) -> str:
-    """`<@U123>` (Slack shows the current display name); the stored name only as a fallback."""
-    if user_id:
-        return f"<@{user_id}>"
-    return escape(name) if name else "someone"
 
 
 def _message(fallback: str, text: str) -> Message:
@@ -77,8 +78,8 @@ def severity_changed(incident: Incident, by: str, old: str) -> Message:
         emoji = ""
     return _message(
         f"{incident.key} severity is now {incident.severity}",
-        f"{emoji} {mention(by)} changed the severity of {incident.key} from *{escape(old)}* "
-        f"to *{escape(incident.severity)}*. It stays there whatever the alerts say.",
+        f"{emoji} {mention(by)} changed the severity of {incident.key} from {bold(old)} "
+        f"to {bold(incident.severity)}. It stays there whatever the alerts say.",
     )
 
 
@@ -114,3 +115,61 @@ def _duration(incident: Incident) -> str:
         return ""
     minutes = int((incident.resolved_at - incident.started_at).total_seconds() // 60)
     return f" after {minutes // 60}h {minutes % 60}m" if minutes >= 60 else f" after {minutes}m"
+
+
+def _alerts_changed(incident: Incident, *, fired: list[Alert], resolved: list[Alert]) -> Message:
+    return blocks.alerts_changed_message(incident, fired, resolved)
+
+
+def _incident_resolved(incident: Incident, *, by: str | None, reason: str | None) -> Message:
+    return blocks.incident_resolved_message(incident, by=by, reason=reason)
+
+
+RENDERERS: dict[str, Callable[..., Message]] = {
+    "acknowledged": acknowledged,
+    "mitigated": mitigated,
+    "assigned": assigned,
+    "severity_changed": severity_changed,
+    "note_added": note_added,
+    "resolved_by_hand": resolved_by_hand,
+    "alerts_changed": _alerts_changed,
+    "incident_resolved": _incident_resolved,
+}
+
+
+def render(payload: Mapping[str, Any]) -> Message:
+    """The message of a stored reply job: a ready message, or a notice rendered now from the
+    incident snapshot taken when it was queued."""
+    if "message" in payload:
+        return dict(payload["message"])
+    kind = payload["notice"]
+    renderer = RENDERERS.get(kind)
+    if renderer is None:
+        raise ConfigError(f"no renderer for the notice kind {kind!r} (bot/slack/notices.py)")
+    snap = payload["incident"]
+    # Transient rows (never added to a session) carrying just what the renderers read.
+    incident = Incident.model_construct(
+        id=snap.get("id"),
+        title=snap.get("title") or "",
+        severity=snap["severity"],
+        status=snap["status"],
+        started_at=datetime.fromisoformat(snap["started_at"]),
+        resolved_at=_when(snap.get("resolved_at")),
+    )
+    alerts = {
+        name: [
+            Alert.model_construct(
+                alertname=a.get("alertname"),
+                status=a["status"],
+                labels=a.get("labels") or {},
+                annotations=a.get("annotations") or {},
+            )
+            for a in listed
+        ]
+        for name, listed in (payload.get("alerts") or {}).items()
+    }
+    return renderer(incident, **(payload.get("args") or {}), **alerts)
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.runbooks.render import RenderedAction, RenderedRunbook
 from bot.slack.blocks import BUTTON_TEXT, MAX_BLOCKS, SECTION_TEXT, ActionId, Message
-from bot.slack.mrkdwn import defuse, truncate
+from bot.text import defuse, truncate
 
 __all__ = ["runbook_message"]
 

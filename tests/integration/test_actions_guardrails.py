@@ -111,7 +111,7 @@ def test_refusals_name_the_user_the_action_the_namespace_the_deployment_and_the_
     assert "above the maximum of 3" in refusal(harness, "/scale", f"{TARGET} 4", user=CAROL)
     # Membership is read from Slack's user groups: once out of S0ML, carol is nobody.
     slack.add_usergroup("S0ML", "ml-analysts", [])
-    harness.bot.services.actions.groups.forget()  # type: ignore[union-attr]
+    harness.bot.services.actions.groups.forget()
     assert "no policy rule names U0ANALYST or a user group of theirs" in refusal(
         harness, "/scale", f"{TARGET} 3", user=CAROL
     )

@@ -112,7 +112,8 @@ def test_replicas_share_the_outbox_without_posting_twice(
 
 
 def test_migrations_build_the_models_schema_on_postgres(database_url: str) -> None:
-    from bot.db import create_db_engine, init_schema
+    from bot.db import create_db_engine
+    from bot.schema import init_schema
     from tests.unit.test_migrations import schema_drift
 
     engine = create_db_engine(database_url)

@@ -73,7 +73,7 @@ def test_invalid_signature_is_401_and_nothing_happens(
     click = forged.click("incident_ack", root)
 
     assert command.response.status_code == click.response.status_code == 401
-    assert command.response.json() == {"error": "invalid request"}
+    assert command.response.json() == {"error": "invalid or expired Slack signature"}
     assert bot.incident(1)["status"] == "triggered"
     assert events(bot, 1, "acknowledged") == []
     assert slack.responses() == []
@@ -436,6 +436,57 @@ def test_app_home_lists_open_incidents_and_opens_one(
     sender.event({**event, "tab": "messages"})
     sender.answer(sender.command("list"))
     assert len(slack.calls("views.publish")) == 1
+
+
+def test_app_home_is_refreshed_when_an_incident_it_lists_changes(
+    bot: RunningBot, slack: SlackStandIn, sender: SlackSender
+) -> None:
+    open_incident(bot, slack, pod="vllm-0", deployment="vllm-llama")
+    event = {"type": "app_home_opened", "user": ALICE.id, "channel": "D0ALICE", "tab": "home"}
+    sender.event(event)
+    slack.wait_for("views.publish")
+
+    def shown() -> str:
+        view = slack.home_view(ALICE.id)
+        return json.dumps(view["blocks"], ensure_ascii=False) if view else ""
+
+    assert "INC-1" in shown()
+    assert "INC-2" not in shown()
+
+    # A new incident: Alice's Home lists it without her opening the tab again.
+    open_incident(bot, slack, pod="triton-0", deployment="triton")
+    wait_until(lambda: "INC-2" in shown(), message="the Home to list INC-2")
+
+    # A change to a listed incident (acknowledged) shows there too.
+    sender.answer(sender.command("ack INC-2"))
+    wait_until(lambda: "acknowledged" in shown(), message="the Home to show INC-2 acknowledged")
+
+    # Resolved: it leaves the list of open incidents.
+    sender.answer(sender.command("resolve INC-1"))
+    wait_until(lambda: "INC-1" not in shown(), message="the Home to drop the resolved INC-1")
+    assert "INC-2" in shown()
+
+
+def test_a_rate_limited_modal_tells_the_person_what_slack_said(
+    bot: RunningBot, slack: SlackStandIn, sender: SlackSender
+) -> None:
+    """views.open goes through the one Slack adapter: a 429 is classified like any call and
+    the person reads that Slack is rate-limiting, not "Something went wrong"."""
+    open_incident(bot, slack, pod="vllm-0", deployment="vllm-llama")
+    event = {"type": "app_home_opened", "user": ALICE.id, "channel": "D0ALICE", "tab": "home"}
+    sender.event(event)
+    slack.wait_for("views.publish")
+    view = slack.home_view(ALICE.id)
+    assert view is not None
+
+    slack.fail_next("views.open", status=429, retry_after=7)
+    assert sender.click_in_view("incident_open", view).response.status_code == 200
+
+    (told,) = slack.wait_for("chat.postMessage", ok_only=True, count=2)[1:]
+    assert told.params["channel"] == ALICE.id
+    assert "Slack rate-limited views.open; retry after 7s" in told.params["text"]
+    assert "Something went wrong" not in told.params["text"]
+    assert slack.views() == []
 
 
 # ------------------------------------------------------------------ incident channel

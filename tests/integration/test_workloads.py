@@ -17,6 +17,7 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 
+from bot.actions.changes import rollback_change
 from bot.actions.kubernetes import (
     RBAC_REQUIREMENTS,
     AlreadyMatches,
@@ -28,6 +29,7 @@ from bot.actions.kubernetes import (
     Workloads,
     equal_ignore_hash,
 )
+from bot.config import Settings
 from bot.errors import (
     ConfigError,
     Conflict,
@@ -569,7 +571,9 @@ def test_from_environment_reads_kubeconfig_without_touching_the_global_default(
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
     default_host = kubernetes.client.Configuration.get_default_copy().host
 
-    with Workloads.from_environment() as adapter:
+    settings = Settings()
+    assert settings.in_cluster
+    with Workloads.from_environment(settings.kubeconfig, in_cluster=settings.in_cluster) as adapter:
         assert adapter.describe(NS, NAME).replicas == 2
 
     assert kubernetes.client.Configuration.get_default_copy().host == default_host
@@ -611,3 +615,31 @@ def test_rbac_requirements_cover_exactly_the_requests_each_method_sends(
         rule.resource for rules in RBAC_REQUIREMENTS.values() for rule in rules if rule.cluster_scope
     }
     assert cluster_wide == {"nodes", "pods"}
+
+
+def test_rollback_names_model_versions_from_the_annotation_when_the_model_has_no_name(
+    kube: KubeStandIn, workloads: Workloads
+) -> None:
+    kube.add_deployment(
+        NS,
+        "ranker",
+        image="registry.local/ranker-server:1.4",
+        flavor="plain",
+        pod_annotations={"serving.kserve.io/model-version": "v14"},
+        history=[
+            {
+                "image": "registry.local/ranker-server:1.3",
+                "pod_annotations": {"serving.kserve.io/model-version": "v13"},
+            }
+        ],
+    )
+    state = workloads.describe(NS, "ranker")
+    assert (state.model, state.model_version) == (None, "v14")
+
+    plan = workloads.plan_rollback(NS, "ranker")
+
+    assert plan.describe_change() == "model version v14 -> v13"
+    assert plan.changes[0] == "model version v14 -> v13"
+    assert rollback_change(plan).headline == "model version v14 -> v13"
+    result = workloads.rollback(plan)
+    assert result.describe_change() == "model version v14 -> v13"

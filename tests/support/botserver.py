@@ -20,7 +20,8 @@ import httpx
 import uvicorn
 
 from bot.config import Settings
-from bot.server import Services, create_app
+from bot.server import create_app
+from bot.services import Services
 from tests.support.promstack import free_port
 
 T = TypeVar("T")

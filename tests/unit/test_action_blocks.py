@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.actions.changes import created_by, redact_env, silence_matches
+from bot.actions.changes import Change, created_by, redact_env, silence_matches
 from bot.actions.kubernetes import template_digest
 from bot.actions.policy import ActionKind
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check, split_comparison
@@ -22,7 +22,7 @@ from bot.runbooks.render import RenderedDiagnostic, RenderedRunbook
 from bot.sandbox.slack_blockkit import check_blocks
 from bot.slack import action_blocks as ab
 from bot.slack import commands
-from bot.slack.action_blocks import ActionButton, Change
+from bot.slack.action_blocks import ActionButton
 from bot.slack.commands import ListSilences, Rollback, Scale, Unsilence
 from bot.slack.commands import Silence as SilenceCommand
 

@@ -11,7 +11,7 @@ from slack_sdk.models.blocks import Block
 
 from bot.incidents.models import Alert, Incident
 from bot.slack import blocks
-from bot.slack.mrkdwn import escape, truncate
+from bot.text import escape, truncate
 
 START = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

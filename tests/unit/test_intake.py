@@ -13,12 +13,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from bot.alerts import AlertmanagerWebhook
-from bot.db import create_db_engine, init_schema, transaction
+from bot.db import create_db_engine, transaction
 from bot.incidents import store
 from bot.incidents.intake import IntakeResult, apply_notification
 from bot.incidents.models import Incident, Notification
 from bot.outbox import OutboxJob
 from bot.routing import Router
+from bot.schema import init_schema
+from bot.slack import notices
 from tests.support.payloads import FIXED_START, alert, notification, recorded
 
 T0 = FIXED_START
@@ -87,7 +89,7 @@ def test_new_alert_joins_the_open_incident_and_is_told_in_the_thread(engine: Eng
     assert jobs(engine) == [("slack.post_root", 1), ("slack.update_root", 1), ("slack.reply", 1)]
     with Session(engine) as session:
         reply = session.exec(select(OutboxJob).where(OutboxJob.kind == "slack.reply")).one()
-    assert reply.payload["message"]["text"] == "INC-1: 1 alert firing"
+    assert notices.render(reply.payload)["text"] == "INC-1: 1 alert firing"
 
 
 def test_incident_resolves_only_when_every_alert_resolved(engine: Engine) -> None:

@@ -11,12 +11,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot.db import create_db_engine, init_schema, transaction, utcnow
+from bot.db import create_db_engine, transaction, utcnow
 from bot.errors import Conflict, NotFound
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity, SlackRequest
 from bot.outbox import OutboxJob
+from bot.schema import init_schema
 
 ALICE = Actor("U0ONCALL1", "alice")
 BOB = Actor("U0ONCALL2", "bob")

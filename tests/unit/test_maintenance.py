@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from bot.db import create_db_engine, init_schema, transaction, utcnow
+from bot.db import create_db_engine, transaction, utcnow
 from bot.incidents.models import Incident, Notification, SlackRequest, TimelineEvent
 from bot.maintenance import prune
 from bot.outbox import JobStatus, OutboxJob
+from bot.schema import init_schema
 
 
 def test_prune_drops_old_finished_jobs_notifications_and_request_ids_only(tmp_path: Path) -> None:

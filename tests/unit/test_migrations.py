@@ -11,7 +11,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-from bot.db import create_db_engine, init_schema, migrate, register_tables
+from bot.db import create_db_engine
+from bot.schema import init_schema, migrate, register_tables
 
 
 def schema_drift(engine: Engine) -> list[object]:

@@ -76,11 +76,14 @@ def test_first_matching_route_wins_and_default_catches_the_rest(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("routes: [{name: a, match: ['x=~\"(\"'], channel: C0A}]", "routes.0.match"),
-        ("routes: [{name: a, match: ['x=\"1\"'], channel: incidents}]", "not a Slack channel ID"),
-        ("routes: [{name: a, match: [], channel: C0A}]", "routes.0.match"),
-        ("routes: [{name: a, match: ['x=\"1\"'], channel: C0A, colour: red}]", "routes.0.colour"),
-        ("routes: [oops", "not valid YAML"),
+        ("routes: [{name: a, match: ['x=~\"(\"'], channel: C0A}]", r":1: routes\[0\]\.match: "),
+        ("routes: [{name: a, match: ['x=\"1\"'], channel: incidents}]", ":1: .*not a Slack channel ID"),
+        ("routes: [{name: a, match: [], channel: C0A}]", r":1: routes\[0\]\.match: needs at least one entry"),
+        (
+            "routes:\n  - {name: a, match: ['x=\"1\"'], channel: C0A, colour: red}",
+            r":2: routes\[0\]: unknown key 'colour'",
+        ),
+        ("routes: [oops", ":1: invalid YAML"),
     ],
 )
 def test_bad_routing_file_names_the_problem(tmp_path: Path, text: str, message: str) -> None:
