@@ -236,7 +236,6 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         services, slack = await build_services(settings, config)
         app.state.services = services
         app.state.slack = slack
-        services.intake.start()
         # Slack over Socket Mode (SLACK_APP_TOKEN): connected once every listener is registered.
         socket = (
             SocketMode(
@@ -272,6 +271,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                         name="kpi-digest",
                     )
                 )
+        # Last, so nothing between it and the `finally` that stops it can fail: webhooks only
+        # arrive once the lifespan has started, and a failed Socket Mode start leaks no threads.
+        services.intake.start()
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
