@@ -65,8 +65,9 @@ class AlertmanagerWebhook(BaseModel):
 
     version: str = "4"
     groupKey: str = Field(min_length=1)
-    # Stored in a 32-bit column; no Alertmanager truncates two billion alerts.
-    truncatedAlerts: int = Field(0, ge=0, le=2**31 - 1)
+    # Alertmanager's uint64; anything past it is no Alertmanager's. Stored clamped to the
+    # 32-bit column's range (bot/storable.py): no Alertmanager truncates two billion alerts.
+    truncatedAlerts: int = Field(0, ge=0, le=2**64 - 1)
     status: Status
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""Command line: `incident-bot serve | demo | runbooks check | runbooks test`.
+"""Command line: `incident-bot serve | demo | runbooks check | runbooks test | db upgrade | db current`.
 
 Errors a user can fix (a missing setting, an invalid runbook) end the command with one line
 naming the problem and exit status 2 (usage/configuration) or 1 (validation failed), never a
@@ -36,12 +36,16 @@ def _serve(args: argparse.Namespace) -> int:
 
     from bot.config import Settings
     from bot.logs import configure_logging
+    from bot.schema import check_schema_at_start
     from bot.server import create_app
 
     settings = _settings()
     assert isinstance(settings, Settings)
     settings.require_for_serve()
     configure_logging(settings.log_level, settings.log_format)
+    if args.no_migrate:
+        settings = settings.model_copy(update={"migrate_on_start": False})
+    check_schema_at_start(settings)
     app = create_app(settings)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
     return 0
@@ -70,6 +74,15 @@ def _runbooks(args: argparse.Namespace) -> int:
     return runbooks_cli.test_command(directory)
 
 
+def _db(args: argparse.Namespace) -> int:
+    from bot.config import Settings
+    from bot.db_cli import db_command
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    return db_command(args.db_command, settings.database_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incident-bot",
@@ -81,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the bot's HTTP server (settings from the environment)")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="do not migrate at start (run `incident-bot db upgrade` instead);"
+        " same as INCIDENT_BOT_MIGRATE_ON_START=false",
+    )
     serve.set_defaults(func=_serve)
 
     demo = commands.add_parser("demo", help="run everything locally: no Slack workspace, no cluster needed")
@@ -106,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
         "dir", nargs="?", help="runbooks folder (default INCIDENT_BOT_RUNBOOKS_DIR or ./runbooks)"
     )
     runbooks.set_defaults(func=_runbooks)
+
+    db = commands.add_parser("db", help="database schema (INCIDENT_BOT_DATABASE_URL)")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
+    db_sub.add_parser("upgrade", help="migrate the database to this version's schema")
+    db_sub.add_parser("current", help="print the database's schema revision")
+    db.set_defaults(func=_db)
     return parser
 
 

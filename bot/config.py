@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     # Set by Kubernetes in every pod: the bot then uses its service account (in-cluster config).
     kubernetes_service_host: str | None = Field(None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
 
+    # Off when operators migrate with `incident-bot db upgrade` (a Job before the rollout).
+    migrate_on_start: bool = Field(True, validation_alias=_env("INCIDENT_BOT_MIGRATE_ON_START"))
     max_body_bytes: int = Field(8 * MIB, gt=0, validation_alias=_env("INCIDENT_BOT_MAX_BODY_BYTES"))
     dry_run: bool = Field(False, validation_alias=_env("INCIDENT_BOT_DRY_RUN"))
     retention_days: int = Field(30, ge=1, validation_alias=_env("INCIDENT_BOT_RETENTION_DAYS"))

@@ -56,8 +56,10 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def create_db_engine(url: str, *, echo: bool = False) -> Engine:
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    # A plain libpq-style URL means psycopg 3 (SQLAlchemy's default would be psycopg2).
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            url = "postgresql+psycopg://" + url.removeprefix(plain)
     connect_args: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):

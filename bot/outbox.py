@@ -2,8 +2,9 @@
 
 A job is written in the same transaction as the incident change that caused it, so a 200 to
 Alertmanager means the Slack message *will* be sent, across Slack outages, restarts and a
-kill -9. Workers claim one job at a time under a lease; a job whose worker died is claimed
-again when its lease runs out.
+kill -9. Workers claim one job at a time under a short lease renewed while the job runs; a
+job whose worker died is claimed again when its lease runs out, or at once when the dead
+process was on this host (bot/outbox_leases.py).
 
 Ordering: jobs run one at a time per (incident, lane), oldest first, so a thread reads in the
 order things happened and the root message (the first job of an incident's `slack` lane)
@@ -21,9 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,6 +36,7 @@ from sqlmodel import Column, Field, Session, SQLModel, col, select
 from bot.db import UTCDateTime, is_sqlite, transaction, utcnow
 from bot.errors import BotError, ConfigError, RetryableUpstreamError
 from bot.incidents.models import Incident
+from bot.outbox_leases import LEASE, heartbeat, process_identity, sweep_periodically
 
 __all__ = [
     "ClaimedJob",
@@ -53,7 +53,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 300.0
 MAX_ATTEMPTS_ON_BUGS = 12
-LEASE = timedelta(minutes=5)
 
 
 class JobStatus:
@@ -94,6 +93,7 @@ class ClaimedJob:
     attempts: int
     created_at: datetime
     last_error: str | None
+    claimed_by: str = ""
 
 
 class Reschedule(Exception):
@@ -202,6 +202,12 @@ def _failed_root(session: Session, incident_id: int | None) -> str | None:
     return incident.slack_error
 
 
+def _severity_order() -> sa.ColumnElement[int]:
+    return sa.case(
+        (col(Incident.severity) == "critical", 0), (col(Incident.severity) == "warning", 1), else_=2
+    )
+
+
 @dataclass
 class Outbox:
     """Claims and runs jobs with a pool of asyncio workers; database calls go to threads."""
@@ -210,7 +216,7 @@ class Outbox:
     handlers: dict[str, Handler] = field(default_factory=dict)
     concurrency: int = 4
     poll_interval: float = 0.5
-    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    worker_id: str = field(default_factory=process_identity)
     on_result: Callable[[str, str], None] | None = None
     _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
 
@@ -238,6 +244,7 @@ class Outbox:
     async def run(self) -> None:
         self._wake = asyncio.Event()
         async with anyio.create_task_group() as group:
+            group.start_soon(sweep_periodically, self.engine, self.worker_id, self.wake)
             for index in range(self.concurrency):
                 group.start_soon(self._worker, index)
 
@@ -274,7 +281,8 @@ class Outbox:
         try:
             if handler is None:
                 raise BotError(f"no handler for job kind {job.kind!r}")
-            await handler(job)
+            async with heartbeat(self.engine, job.id, job.claimed_by):
+                await handler(job)
         except Reschedule as again:
             outcome = "rescheduled"
             await self._finish(job, JobStatus.PENDING, again.note, again.delay, again.payload, count=False)
@@ -376,7 +384,8 @@ class Outbox:
                 sa.or_(col(OutboxJob.needs_root).is_(False), col(Incident.slack_ts).is_not(None)),
                 ~blocked_by_older,
             )
-            .order_by(col(OutboxJob.priority), col(OutboxJob.id))
+            # Critical incidents first among jobs of the same priority (a storm's root messages).
+            .order_by(col(OutboxJob.priority), _severity_order(), col(OutboxJob.id))
             .limit(1)
         )
         with transaction(self.engine) as session:
@@ -398,6 +407,7 @@ class Outbox:
                 attempts=row.attempts,
                 created_at=row.created_at,
                 last_error=row.last_error,
+                claimed_by=worker,
             )
 
     def depth(self) -> dict[str, int]:

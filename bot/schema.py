@@ -1,23 +1,46 @@
-"""The schema: every table registered with SQLModel's metadata and migrated (Alembic) at start.
+"""The schema: every table registered with SQLModel's metadata, migrated (Alembic), and checked.
 
 Apart from bot/db.py (engines and transactions) because it imports every module that defines
 tables, which themselves build on bot/db.py; with both in one module they import each other.
+
+Operators who run migrations as a Kubernetes Job before a rollout (`incident-bot db upgrade`)
+start `serve` with migrations off; a rollback to an older image must then refuse to run on
+the newer schema rather than write rows it does not understand. Both cases end `serve` at
+start with one line naming what to do.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
-from bot.db import is_sqlite
+from bot.config import Settings
+from bot.db import create_db_engine, is_sqlite
+from bot.errors import ConfigError
 
-__all__ = ["MIGRATIONS", "init_schema", "migrate", "register_tables"]
+__all__ = [
+    "MIGRATIONS",
+    "check_schema_at_start",
+    "current_revision",
+    "head_revision",
+    "init_schema",
+    "migrate",
+    "prepare_schema",
+    "register_tables",
+    "upgrade",
+]
 
 
 def register_tables() -> None:
     """Import every module that defines tables, so SQLModel's metadata knows them all."""
+    from bot import intake_journal as _intake_journal  # noqa: F401
     from bot import outbox as _outbox  # noqa: F401
+    from bot import storm as _storm  # noqa: F401
     from bot.actions import models as _action_models  # noqa: F401
     from bot.incidents import models as _incident_models  # noqa: F401
     from bot.kpis import tables as _kpi_tables  # noqa: F401
@@ -33,7 +56,6 @@ def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (Alembic), at start. Replicas starting together
     take turns under a PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE serialises them."""
     from alembic import command
-    from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
@@ -48,3 +70,71 @@ def init_schema(engine: Engine) -> None:
     """The schema at its newest revision (kept as the name the rest of the code uses)."""
     register_tables()
     migrate(engine)
+
+
+def _scripts() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config)
+
+
+def head_revision() -> str:
+    head = _scripts().get_current_head()
+    assert head is not None, "no migrations shipped"
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision stamped in the database; None for a database never migrated."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _known(revision: str) -> bool:
+    return revision in {script.revision for script in _scripts().walk_revisions()}
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Migrate to the newest revision this version knows: (revision before, revision after).
+    Refuses a database already past that, instead of failing inside Alembic."""
+    before = current_revision(engine)
+    _refuse_newer(before)
+    init_schema(engine)
+    return before, head_revision()
+
+
+def _refuse_newer(revision: str | None) -> None:
+    if revision is not None and not _known(revision):
+        raise ConfigError(
+            f"database schema is at revision {revision}, newer than this incident-bot knows "
+            f"(newest {head_revision()}): run a newer incident-bot"
+        )
+
+
+def prepare_schema(engine: Engine, *, migrate_on_start: bool) -> None:
+    """At start: migrate (the default), or, with migrations run by the operator, check the
+    database is exactly at this version's revision."""
+    if migrate_on_start:
+        upgrade(engine)
+        return
+    revision = current_revision(engine)
+    _refuse_newer(revision)
+    head = head_revision()
+    if revision != head:
+        raise ConfigError(
+            f"database schema is at revision {revision or 'none (empty database)'}, this incident-bot "
+            f"needs {head}: run `incident-bot db upgrade` or set INCIDENT_BOT_MIGRATE_ON_START=true"
+        )
+
+
+def check_schema_at_start(settings: Settings) -> None:
+    """`serve`'s check before the server starts, so a schema problem ends it with one line
+    rather than a failed lifespan inside uvicorn."""
+    engine = create_db_engine(settings.database_url)
+    try:
+        prepare_schema(engine, migrate_on_start=settings.migrate_on_start)
+    except (OperationalError, DBAPIError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigError(f"database unreachable at INCIDENT_BOT_DATABASE_URL: {reason}") from exc
+    finally:
+        engine.dispose()

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import anyio
 from fastapi import FastAPI
@@ -30,6 +31,7 @@ from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.flows.execution import ActionExecutor
 from bot.http_guards import ApiTokenGuard, CloseOnError
+from bot.intake_hooks import build_intake
 from bot.kpis.digest import DigestSchedule, run_digest_schedule
 from bot.kpis.models_file import ModelsFile
 from bot.kpis.owner_routing import OwnerRouter
@@ -39,14 +41,15 @@ from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
-from bot.schema import init_schema
-from bot.services import Services
+from bot.schema import prepare_schema
+from bot.services import Services, observe_resolution, opened_jobs
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
 from bot.slack.channels import IncidentChannels
 from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
+from bot.slack.digest import StormDigestPoster
 from bot.slack.documents import PostmortemPoster
 from bot.slack.home_viewers import HomeRefresh
 from bot.slack.kpi_digest import KpiDigestPoster
@@ -125,7 +128,7 @@ class BotConfig:
 async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
-    init_schema(engine)
+    await anyio.to_thread.run_sync(lambda: prepare_schema(engine, migrate_on_start=settings.migrate_on_start))
     metrics = BotMetrics()
     chat = SlackChat.create(
         token=settings.token(),
@@ -180,6 +183,17 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         if settings.prometheus_url
         else None,
     )
+    owner_notices = OwnerNotices(config.models)
+    intake = build_intake(
+        engine,
+        router=router,
+        on_open=opened_jobs(enrichment, owner_notices),
+        metrics=metrics,
+        wake=outbox.wake,
+        observe_resolution=partial(observe_resolution, metrics),
+        post_interval=settings.slack_post_interval,
+        owner=outbox.worker_id,
+    )
     services = Services(
         settings=settings,
         engine=engine,
@@ -195,7 +209,8 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         enrichment=enrichment,
         actions=actions,
         kpis=kpis,
-        owner_notices=OwnerNotices(config.models),
+        owner_notices=owner_notices,
+        intake=intake,
     )
     slack = build_slack_app(services)
     register_action_listeners(slack, actions)
@@ -206,6 +221,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
     outbox.register(channels.handlers())
     outbox.register(PostmortemPoster(engine, chat).handlers())
+    outbox.register(StormDigestPoster(engine, chat).handlers())
     outbox.check_handlers()
     return services, slack
 
@@ -255,10 +271,14 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                         name="kpi-digest",
                     )
                 )
+        # Last, so nothing between it and the `finally` that stops it can fail: webhooks only
+        # arrive once the lifespan has started, and a failed Socket Mode start leaks no threads.
+        services.intake.start()
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(services.intake.stop)
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -19,7 +19,9 @@ from bot.config import Settings
 from bot.diagnostics import Metrics
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
+from bot.incidents.intake import OnOpen
 from bot.incidents.models import Incident
+from bot.intake_writer import IntakeWriter
 from bot.kpis.service import KpiService
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -28,7 +30,7 @@ from bot.runbooks import RunbookSet
 from bot.slack.chat import SlackChat
 from bot.slack.kpi_owner_notices import OwnerNotices
 
-__all__ = ["Services"]
+__all__ = ["Services", "observe_resolution", "opened_jobs"]
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,7 @@ class Services:
     actions: ActionFlows
     kpis: KpiService
     owner_notices: OwnerNotices
-
-    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
-        owners' mention on a model's drift or quality incident."""
-        return self.enrichment.on_open(session, incident, labels) + self.owner_notices.on_open(
-            session, incident, labels
-        )
+    intake: IntakeWriter
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:
@@ -67,7 +63,23 @@ class Services:
         self.metrics.time_to_ack.labels(incident.severity, incident.service or "unknown").observe(seconds)
 
     def observe_resolution(self, incident: Incident) -> None:
-        if incident.resolved_at is None:
-            return
-        seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
-        self.metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)
+        observe_resolution(self.metrics, incident)
+
+
+def opened_jobs(enrichment: Enrichment, owner_notices: OwnerNotices) -> OnOpen:
+    """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
+    owners' mention on a model's drift or quality incident."""
+
+    def on_open(session: Session, incident: Incident, labels: dict[str, str]) -> int:
+        queued = enrichment.on_open(session, incident, labels)
+        return queued + owner_notices.on_open(session, incident, labels)
+
+    return on_open
+
+
+def observe_resolution(metrics: BotMetrics, incident: Incident) -> None:
+    """Time to resolve, for an incident resolved by a notification or by a responder."""
+    if incident.resolved_at is None:
+        return
+    seconds = max(0.0, (incident.resolved_at - incident.created_at).total_seconds())
+    metrics.time_to_resolve.labels(incident.severity, incident.service or "unknown").observe(seconds)

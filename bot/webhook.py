@@ -4,26 +4,27 @@ Status codes follow Alertmanager's retry rules (notify/util.go): it retries only
 or a network error, and gives up on every 4xx. So a 4xx is returned only for a payload that
 can never succeed (401 bad credentials, 400 not JSON, 413 too large, 422 wrong shape), and
 anything transient on our side (the database unavailable) is a 503, asking for a resend.
-Nothing is answered 200 before the notification, the incident changes and the Slack jobs are
-committed together.
+Nothing is answered 200 before the notification is committed: to the intake journal, with
+every other notification arriving at that moment (bot/intake_writer.py), and applied to its
+incident before the answer unless a storm has made the journal long.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import TYPE_CHECKING
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.alerts import AlertmanagerWebhook, describe_validation_error, parse_webhook
-from bot.db import transaction
 from bot.errors import PayloadError
-from bot.incidents.intake import IntakeResult, apply_notification
+from bot.intake_writer import Unstorable
+from bot.storable import clamped, problems
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -32,10 +33,6 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
-
-# Concurrent notifications for the same group (Alertmanager HA peers) race on the unique
-# open-incident key or notification digest; the loser retries and then sees the winner's rows.
-INTAKE_ATTEMPTS = 5
 
 
 class _TooLarge(Exception):
@@ -95,8 +92,16 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
             details=describe_validation_error(exc),
         )
 
+    unstorable = problems(webhook)
+    if unstorable:
+        metrics.notifications.labels("invalid").inc()
+        return _error(422, "a value of this notification cannot be stored", details=unstorable)
     try:
-        result = await anyio.to_thread.run_sync(_intake, services, webhook)
+        safe = clamped(webhook)
+        result = await services.intake.accept(_journal_text(body, safe, reencode=safe is not webhook))
+    except Unstorable as exc:
+        metrics.notifications.labels("invalid").inc()
+        return _error(422, f"the database cannot store a value of this notification: {exc}")
     except (OperationalError, DBAPIError) as exc:
         metrics.notifications.labels("unavailable").inc()
         logger.error(
@@ -105,14 +110,9 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
         )
         return _error(503, "database unavailable; Alertmanager will retry")
 
-    metrics.notifications.labels("duplicate" if result.duplicate else "accepted").inc()
-    for incident in result.opened:
-        metrics.incidents_opened.labels(incident.severity).inc()
-    for incident in result.resolved:
-        metrics.incidents_resolved.labels(incident.severity).inc()
-        services.observe_resolution(incident)
-    if result.jobs:
-        services.outbox.wake()
+    if result is None:
+        logger.info("notification journaled", extra={"group_key": webhook.groupKey})
+        return JSONResponse({"status": "ok", "incident": None, "duplicate": None, "queued": True})
     logger.info(
         "notification accepted",
         extra={"group_key": webhook.groupKey, "incident": result.incident_key, "duplicate": result.duplicate},
@@ -123,15 +123,12 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
     )
 
 
-def _intake(services: Services, webhook: AlertmanagerWebhook) -> IntakeResult:
-    for attempt in range(INTAKE_ATTEMPTS):
+def _journal_text(body: bytes, webhook: AlertmanagerWebhook, *, reencode: bool) -> str:
+    """The body as received (already validated); re-encoded when a value was clamped or the
+    JSON came in UTF-16/32."""
+    if not reencode:
         try:
-            with transaction(services.engine) as session:
-                return apply_notification(session, webhook, router=services.router, on_open=services.on_open)
-        except IntegrityError:
-            if attempt == INTAKE_ATTEMPTS - 1:
-                raise
-            logger.info(
-                "intake raced a concurrent notification; retrying", extra={"group_key": webhook.groupKey}
-            )
-    raise AssertionError("unreachable")
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return json.dumps(webhook.model_dump(mode="json"))

@@ -34,6 +34,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from bot.errors import PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bot.retry import is_retryable_status, retry_after_seconds
+from bot.slack.priority_lock import PriorityLock
 
 __all__ = ["METADATA_EVENT", "ChannelPacer", "PostedMessage", "SlackChat"]
 
@@ -63,12 +64,14 @@ class ChannelPacer:
     interval: float = 1.0
     clock: Callable[[], float] = time.monotonic
     _next: dict[str, float] = field(default_factory=dict)
-    _locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    _locks: dict[str, PriorityLock] = field(default_factory=dict)
 
     @asynccontextmanager
-    async def slot(self, channel: str) -> AsyncIterator[None]:
-        lock = self._locks.setdefault(channel, asyncio.Lock())
-        async with lock:
+    async def slot(self, channel: str, priority: int = 5) -> AsyncIterator[None]:
+        """Lower `priority` goes first among posts waiting for the channel (a storm digest,
+        critical incidents)."""
+        lock = self._locks.setdefault(channel, PriorityLock())
+        async with lock.hold(priority):
             delay = self._next.get(channel, 0.0) - self.clock()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -76,6 +79,11 @@ class ChannelPacer:
                 yield
             finally:
                 self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + self.interval)
+
+    def queued(self, channel: str) -> int:
+        """Posts to the channel under way or waiting in this process."""
+        lock = self._locks.get(channel)
+        return lock.queued if lock is not None else 0
 
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
@@ -118,6 +126,7 @@ class SlackChat:
         *,
         thread_ts: str | None = None,
         marker: dict[str, Any] | None = None,
+        priority: int = 5,
     ) -> PostedMessage:
         kwargs: dict[str, Any] = {"channel": channel, "text": message.get("text", ""), "unfurl_links": False}
         if message.get("blocks"):
@@ -126,7 +135,7 @@ class SlackChat:
             kwargs["thread_ts"] = thread_ts
         if marker:
             kwargs["metadata"] = {"event_type": METADATA_EVENT, "event_payload": marker}
-        async with self.pacer.slot(channel):
+        async with self.pacer.slot(channel, priority):
             response = await self.call("chat.postMessage", channel, self.client.chat_postMessage, **kwargs)
         return PostedMessage(channel=str(response["channel"]), ts=str(response["ts"]))
 

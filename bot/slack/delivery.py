@@ -16,11 +16,12 @@ from dataclasses import dataclass
 import anyio
 from sqlalchemy.engine import Engine
 
+from bot import storm
 from bot.db import transaction
 from bot.errors import ConfigError, PermanentUpstreamError
 from bot.incidents import jobs, store
 from bot.incidents.models import Alert, Incident
-from bot.outbox import ClaimedJob, Handler, fail_waiting_for_root
+from bot.outbox import ClaimedJob, Handler, Reschedule, fail_waiting_for_root
 from bot.slack import blocks, notices
 from bot.slack.chat import SlackChat
 
@@ -61,13 +62,19 @@ class SlackDelivery:
         marker = {"incident": incident.key, "job": job.id}
         ts: str | None = None
         channel = incident.channel
+        self._leave_if_channel_busy(channel)
         if job.attempts > 1:
             ts = await self.chat.find_posted(
                 channel, marker, oldest=job.created_at.timestamp() - LOOKBACK_SECONDS
             )
         if ts is None:
             try:
-                posted = await self.chat.post(channel, self.render_root(incident, alerts), marker=marker)
+                posted = await self.chat.post(
+                    channel,
+                    self.render_root(incident, alerts),
+                    marker=marker,
+                    priority=1 if incident.severity == "critical" else 2,
+                )
             except PermanentUpstreamError as exc:
                 await anyio.to_thread.run_sync(self._note_failure, incident.id, str(exc), True)
                 raise
@@ -80,6 +87,15 @@ class SlackDelivery:
         if self.refresh_home is not None:
             await self.refresh_home()
 
+    def _leave_if_channel_busy(self, channel: str) -> None:
+        """In a storm, a worker waiting for a busy channel's turn would be a worker that
+        cannot post to the idle channels; hand the job back until the channel has room (the
+        claim order then still takes critical incidents first)."""
+        pacer = self.chat.pacer
+        queued = pacer.queued(channel)
+        if pacer.interval > 0 and queued >= 2:
+            raise Reschedule(queued * pacer.interval, note=f"channel {channel} busy")
+
     def _save_root(self, incident_id: int, channel: str, ts: str) -> None:
         with transaction(self.engine) as session:
             incident = store.get_incident(session, incident_id)
@@ -88,6 +104,7 @@ class SlackDelivery:
             store.add_event(
                 session, incident, "slack_posted", f"Posted to Slack channel {channel}", data={"ts": ts}
             )
+            storm.on_root_posted(session, incident)
 
     def _note_failure(self, incident_id: int | None, error: str, root: bool = False) -> None:
         if incident_id is None:

@@ -1,0 +1,232 @@
+"""An alert storm: 10,000 alerts in 500 groups over 5 channels, Slack's real posting pace.
+
+Starts the bot (`python -m bot serve`, SQLite, 8 outbox workers, a routing file sending each
+group to one of 5 channels by a label, INCIDENT_BOT_SLACK_POST_INTERVAL=1) against the Slack
+stand-in enforcing 1 post per second per channel, fires 500 notifications of 20 alerts each
+from 16 client threads, and reports:
+- that exactly 500 incidents were opened;
+- time until every incident was visible in its channel (listed in the storm digest, or its
+  own root message, whichever came first);
+- time until every incident had its own root message, against the bound Slack's rate sets
+  (incidents in the busiest channel x 1 s);
+- 429s from the stand-in (posts over Slack's rate: should be 0).
+
+With `--rss N`: afterwards keeps posting notifications (20 alerts each, new groups, resolved
+again so history grows) until N alerts in total, printing the bot's resident memory every
+20,000 alerts.
+
+    python -m bench.storm [--groups 500] [--alerts-per-group 20] [--channels 5] [--rss 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bot.sandbox.slack_api import SlackStandIn
+from tests.support.botserver import WEBHOOK_TOKEN, BotProcess, make_settings, settings_env, wait_until
+from tests.support.payloads import alert, notification
+
+KEY = re.compile(r"INC-\d+")
+
+
+class StormBot(BotProcess):
+    """The bot process with the settings the storm needs beyond the tests' defaults."""
+
+    def __init__(self, *args: Any, extra_env: dict[str, str], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.extra_env = extra_env
+
+    def start(self) -> StormBot:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot", "serve", "--port", str(self.port)],
+            env={**settings_env(self.settings), **self.extra_env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(healthy, timeout=60, message="bot process")
+        return self
+
+
+def group_payload(group: int, channels: int, alerts: int, *, status: str = "firing") -> dict[str, Any]:
+    items = [
+        alert(
+            f"GpuPoolDown{group}",
+            status=status,
+            pod=f"pool{group}-{i}",
+            lane=f"lane{group % channels}",
+            severity="critical" if group % 7 == 0 else "warning",
+        )
+        for i in range(alerts)
+    ]
+    return notification(*items, group_key=f'{{}}:{{pool="{group}"}}')
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def send_all(url: str, bodies: list[dict[str, Any]], threads: int = 16) -> list[float]:
+    acked: list[float] = []
+
+    def send(body: dict[str, Any]) -> None:
+        with httpx.Client(timeout=60) as client:
+            while True:
+                response = client.post(
+                    f"{url}/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+                )
+                if response.status_code == 200:
+                    acked.append(time.monotonic())
+                    return
+                if response.status_code < 500:
+                    raise RuntimeError(f"refused: {response.status_code} {response.text}")
+                time.sleep(0.5)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(send, bodies))
+    return acked
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--groups", type=int, default=500)
+    parser.add_argument("--alerts-per-group", type=int, default=20)
+    parser.add_argument("--channels", type=int, default=5)
+    parser.add_argument(
+        "--rss", type=int, default=0, help="then keep going to this many alerts, printing RSS"
+    )
+    args = parser.parse_args(argv)
+    channels = [f"C0STORM{c}" for c in range(args.channels)]
+
+    with tempfile.TemporaryDirectory() as tmp, SlackStandIn() as slack:
+        workdir = Path(tmp)
+        for channel in channels:
+            slack.add_channel(channel.lower(), channel_id=channel)
+        slack.set_rate_limit(1.0)
+        routes = "routes:\n" + "".join(
+            f"  - name: lane{c}\n    match: ['lane=\"lane{c}\"']\n    channel: {channel}\n"
+            for c, channel in enumerate(channels)
+        )
+        (workdir / "routing.yaml").write_text(routes)
+        settings = make_settings(workdir, slack.url, slack_post_interval=1.0, slack_timeout=10.0)
+        bot = StormBot(
+            settings,
+            workdir / "bot.log",
+            extra_env={
+                "INCIDENT_BOT_ROUTING_FILE": str(workdir / "routing.yaml"),
+                "INCIDENT_BOT_WORKERS": "8",
+                "INCIDENT_BOT_LOG_LEVEL": "WARNING",
+            },
+        ).start()
+        assert bot.process is not None
+        try:
+            bodies = [group_payload(g, args.channels, args.alerts_per_group) for g in range(args.groups)]
+            started = time.monotonic()
+            visible: dict[str, float] = {}
+            rooted: dict[str, float] = {}
+            done = False
+
+            def observe() -> None:
+                now = time.monotonic()
+                for channel in channels:
+                    for message in slack.messages(channel):
+                        event = (message.metadata or {}).get("event_payload") or {}
+                        if event.get("digest"):
+                            text = " ".join(
+                                str((b.get("text") or {}).get("text", ""))
+                                for b in message.blocks
+                                if b.get("type") == "section"
+                            )
+                            for key in KEY.findall(text):
+                                visible.setdefault(key, now)
+                        elif event.get("incident") and not message.thread_ts:
+                            rooted.setdefault(str(event["incident"]), now)
+                            visible.setdefault(str(event["incident"]), now)
+
+            with ThreadPoolExecutor(max_workers=1) as sender:
+                future = sender.submit(send_all, bot.url, bodies)
+                while not future.done():
+                    observe()
+                    time.sleep(0.2)
+                acked = future.result()
+            all_acked = max(acked) - started
+            while not done:
+                observe()
+                done = len(rooted) >= args.groups and len(visible) >= args.groups
+                if time.monotonic() - started > 900:
+                    break
+                time.sleep(0.2)
+            incidents = httpx.get(f"{bot.url}/api/incidents", params={"limit": 500, "status": "all"}).json()
+            per_channel = [
+                sum(1 for g in range(args.groups) if g % args.channels == c) for c in range(args.channels)
+            ]
+            bound = max(per_channel) * settings.slack_post_interval
+            t_visible = max(visible.values()) - started
+            t_rooted = max(rooted.values()) - started
+            over_rate = [c for c in slack.calls("chat.postMessage") if c.status == 429]
+            print(
+                f"{args.groups * args.alerts_per_group} alerts in {args.groups} groups"
+                f" over {args.channels} channels"
+            )
+            print(f"incidents opened: {len(incidents['incidents'])} (root messages: {len(rooted)})")
+            print(f"all notifications acknowledged after {all_acked:.1f} s")
+            print(f"all incidents visible (digest or root) after {t_visible:.1f} s")
+            print(
+                f"all incidents with their root message after {t_rooted:.1f} s; Slack's rate bound "
+                f"{bound:.0f} s; ratio {t_rooted / bound:.2f}x"
+            )
+            print(f"posts answered 429 (over Slack's rate): {len(over_rate)}")
+            print(f"bot RSS after the storm: {rss_mb(bot.process.pid):.0f} MB")
+
+            if args.rss:
+                total = args.groups * args.alerts_per_group
+                group = args.groups
+                step = 20_000
+                next_report = ((total // step) + 1) * step
+                while total < args.rss:
+                    batch = [
+                        group_payload(g, args.channels, args.alerts_per_group)
+                        for g in range(group, group + 50)
+                    ]
+                    resolved = [
+                        group_payload(g, args.channels, args.alerts_per_group, status="resolved")
+                        for g in range(group, group + 50)
+                    ]
+                    send_all(bot.url, batch)
+                    send_all(bot.url, resolved)
+                    group += 50
+                    total += 50 * args.alerts_per_group
+                    if total >= next_report:
+                        print(f"RSS after {total} alerts: {rss_mb(bot.process.pid):.0f} MB", flush=True)
+                        next_report += step
+        finally:
+            bot.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
