@@ -16,7 +16,7 @@ state, committed with its timeline event and its messages; `bot/actions/store.py
     awaiting_confirmation --Cancel (requester) / timeout--> cancelled | expired
     awaiting_approval --Approve (another permitted user, N times)--> queued
     awaiting_approval --Reject (an approver, or the requester withdrawing) / timeout--> cancelled | expired
-    queued --executor--> running --> succeeded | failed          (bot/actions/executor.py)
+    queued --executor--> running --> succeeded | failed          (bot/flows/execution.py)
     new request --> refused | failed | dry_run                   (finished at once)
 
 Only the requester confirms: the confirmation is "I saw exactly this change", and it is shown

@@ -9,7 +9,7 @@ Kinds and lanes:
 - `slack.incident_channel` lane channel, priority 3: a channel of its own for an incident whose
   route asks for one (bot/slack/channels.py decides, from the route and current severity).
 - `silences.expire` lane silences, priority 3: the incident resolved; end the silences the bot
-  made for it (bot/actions/executor.py), so its alerts notify again if they come back.
+  made for it (bot/flows/execution.py), so its alerts notify again if they come back.
 Thread jobs wait for the root message (`needs_root`), and the lane keeps them in order.
 
 This module knows no chat client: a change is queued as a `Notice` (its kind and the data to

@@ -3,8 +3,6 @@ real processes, on SQLite and on a real PostgreSQL with a plain `postgresql://` 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,26 +11,12 @@ import sqlalchemy as sa
 from bot.schema import head_revision
 from tests.integration.test_cli import run_cli
 from tests.support.botserver import SLACK_TOKEN
-from tests.support.postgres import PostgresServer
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
+from tests.support.postgres import PostgresServer, fresh_database
 
 
 def plain_postgres_url(postgres: PostgresServer) -> str:
     """A fresh database, named the way an operator writes it: no `+psycopg` driver suffix."""
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return f"postgresql://postgres@127.0.0.1:{postgres.port}/{name}"
+    return fresh_database(postgres)
 
 
 def serve_env(database_url: str, **extra: str) -> dict[str, str]:

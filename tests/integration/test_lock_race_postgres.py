@@ -3,8 +3,6 @@ one insert of the lock wins, and the loser's attempt is refused and kept in the 
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from bot.sandbox.kube_api import KubeStandIn
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.actions import TARGET, Harness, model_version, seed_llama, write_policy
 from tests.support.botserver import make_settings, run_bot, wait_until
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, fresh_database
 from tests.support.slack_requests import BOB, SlackSender
 
 pytestmark = pytest.mark.postgres
@@ -30,23 +28,9 @@ rules:
 """
 
 
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
-
-
 @pytest.fixture
 def database_url(postgres: PostgresServer) -> str:
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres)
 
 
 def test_the_replica_that_loses_the_lock_race_refuses_and_audits_the_attempt(

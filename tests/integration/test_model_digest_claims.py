@@ -4,8 +4,6 @@ digest, on SQLite and on PostgreSQL (where the unique key, not a lock, decides t
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,18 +13,9 @@ import sqlalchemy as sa
 from bot.db import create_db_engine
 from bot.kpis.digest import DIGEST_JOB, DigestSchedule, claim_due
 from bot.schema import init_schema
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, fresh_database
 
 REPLICAS = 6
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -34,12 +23,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'bot.db'}"
     postgres: PostgresServer = request.getfixturevalue("postgres")
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres)
 
 
 def test_one_replica_claims_each_schedule_point(database_url: str) -> None:

@@ -3,38 +3,22 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from bot.config import Settings
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import run_bot, wait_until
 from tests.support.payloads import alert, notification
-from tests.support.postgres import PostgresServer
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
+from tests.support.postgres import PostgresServer, fresh_database
 
 
 @pytest.fixture
 def database_url(postgres: PostgresServer) -> str:
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return fresh_database(postgres)
 
 
 def roots(slack: SlackStandIn) -> list[object]:

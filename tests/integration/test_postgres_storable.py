@@ -4,37 +4,21 @@ real PostgreSQL."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-import sqlalchemy as sa
 
 from bot.config import Settings
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import RunningBot, run_bot
 from tests.support.payloads import alert, notification
-from tests.support.postgres import PostgresServer
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
+from tests.support.postgres import PostgresServer, fresh_database
 
 
 @pytest.fixture
 def bot(postgres: PostgresServer, settings_for: Callable[..., Settings]) -> Iterator[RunningBot]:
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    with run_bot(settings_for(database_url=postgres.url.rsplit("/", 1)[0] + f"/{name}")) as running:
+    with run_bot(settings_for(database_url=fresh_database(postgres))) as running:
         yield running
 
 

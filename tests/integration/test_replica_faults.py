@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from bot.db import create_db_engine
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import WEBHOOK_TOKEN, BotProcess, make_settings, wait_until
 from tests.support.payloads import alert, notification
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, fresh_database
 
 GROUPS = 10
 
@@ -32,15 +31,6 @@ def postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.remove()
-
-
-def fresh_database(postgres: PostgresServer) -> str:
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def payload(n: int) -> dict[str, Any]:

@@ -5,38 +5,17 @@ and a real PostgreSQL."""
 from __future__ import annotations
 
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 
 from bot.db import create_db_engine
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import BotProcess, make_settings, wait_until
 from tests.support.payloads import alert, notification
-from tests.support.postgres import PostgresServer
+from tests.support.postgres import PostgresServer, fresh_database
 
 INCIDENTS = 6
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer().start()
-    try:
-        yield server
-    finally:
-        server.remove()
-
-
-def fresh_database(postgres: PostgresServer) -> str:
-    name = f"bot_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def root_markers(slack: SlackStandIn) -> list[str]:

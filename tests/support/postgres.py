@@ -15,11 +15,16 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
 
 from tests.support.promstack import free_port, poll_until
 
-__all__ = ["PostgresServer", "find_pg_bin"]
+__all__ = ["PostgresServer", "find_pg_bin", "fresh_database", "postgres"]
 
 
 def find_pg_bin(name: str) -> str:
@@ -108,3 +113,27 @@ class PostgresServer:
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
         except OSError:
             return "(no log)"
+
+
+def fresh_database(server: PostgresServer) -> str:
+    """A new, empty database on `server` for one test: tests share a server, never data.
+    The URL is the plain one an operator writes (no `+psycopg` driver suffix)."""
+    name = f"bot_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()
+    return f"postgresql://postgres@127.0.0.1:{server.port}/{name}"
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One server for the whole run (each test takes a `fresh_database` on it); a module that
+    stops and restarts its server defines a `postgres` fixture of its own."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.remove()
