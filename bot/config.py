@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     alertmanager_url: str | None = Field(None, validation_alias=_env("ALERTMANAGER_URL"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    # MLflow's model registry, with MLflow's own credential variables (unset: registry off).
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_URI"))
+    mlflow_tracking_token: SecretStr | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_TOKEN"))
+    mlflow_tracking_username: str | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_USERNAME"))
+    mlflow_tracking_password: SecretStr | None = Field(
+        None, validation_alias=_env("MLFLOW_TRACKING_PASSWORD")
+    )
     # Set by Kubernetes in every pod: the bot then uses its service account (in-cluster config).
     kubernetes_service_host: str | None = Field(None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
 

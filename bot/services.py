@@ -21,6 +21,7 @@ from bot.flows.enrichment import Enrichment
 from bot.incidents.models import Incident
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
+from bot.registry.mlflow import ModelRegistry
 from bot.routing import Router
 from bot.runbooks import RunbookSet
 from bot.slack.chat import SlackChat
@@ -45,6 +46,7 @@ class Services:
     prometheus: Metrics
     workloads: WorkloadsApi
     silences: Silences
+    registry: ModelRegistry
     enrichment: Enrichment
     actions: ActionFlows
 
