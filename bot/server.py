@@ -145,6 +145,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         wake=outbox.wake,
         workloads=workloads,
         silences=silences,
+        registry=registry,
     )
     executor = ActionExecutor(
         engine=engine,
@@ -156,6 +157,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         silences=silences,
         prometheus=prometheus,
         verify_window=timedelta(seconds=settings.verify_seconds),
+        registry=registry,
     )
     outbox.register(executor.handlers())
     services = Services(

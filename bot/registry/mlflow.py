@@ -70,6 +70,8 @@ class ModelRegistry(Protocol):
 
     def alias_version(self, name: str, alias: str) -> ModelVersion: ...
 
+    def get_version(self, name: str, version: str) -> ModelVersion: ...
+
     def set_alias(self, name: str, alias: str, version: str) -> None: ...
 
     def close(self) -> None: ...
@@ -87,6 +89,9 @@ class NoRegistry:
         raise ConfigError(REGISTRY_MISSING)
 
     def alias_version(self, name: str, alias: str) -> ModelVersion:
+        raise ConfigError(REGISTRY_MISSING)
+
+    def get_version(self, name: str, version: str) -> ModelVersion:
         raise ConfigError(REGISTRY_MISSING)
 
     def set_alias(self, name: str, alias: str, version: str) -> None:
@@ -175,6 +180,15 @@ class MlflowRegistry:
             "registered-models/alias",
             params={"name": name, "alias": alias},
             what=f"{name}@{alias}",
+        )
+        return _version(raw.get("model_version") or {})
+
+    def get_version(self, name: str, version: str) -> ModelVersion:
+        raw = self._call(
+            "GET",
+            "model-versions/get",
+            params={"name": name, "version": version},
+            what=f"version {version} of {name!r}",
         )
         return _version(raw.get("model_version") or {})
 

@@ -92,6 +92,11 @@ class MlflowServer:
             time.sleep(0.2)
         raise RuntimeError(f"MLflow not healthy after {START_TIMEOUT:.0f}s:\n{log_path.read_text()[-3000:]}")
 
+    def requests(self, method: str, path: str) -> int:
+        """How many `method path` requests MLflow has answered so far (its uvicorn access log)."""
+        line = f'"{method} /api/2.0/mlflow/{path} HTTP/1.1"'
+        return (self.workdir / "mlflow.log").read_text().count(line)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return

@@ -114,7 +114,13 @@ def test_the_example_policy_loads(example: Policy) -> None:
 
 
 def test_action_names_are_one_enum_for_the_whole_bot() -> None:
-    assert [kind.value for kind in ActionKind] == ["rollback", "scale", "restart", "silence"]
+    assert [kind.value for kind in ActionKind] == [
+        "rollback",
+        "scale",
+        "restart",
+        "silence",
+        "model_rollback",
+    ]
     assert ActionKind("scale") is ActionKind.SCALE
 
 

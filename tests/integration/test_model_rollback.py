@@ -1,0 +1,225 @@
+"""`/rollback model NAME[@ALIAS] [VERSION]` end to end: signed slash commands and clicks into
+the real bot, a real MLflow tracking server whose alias the bot moves (read back from MLflow
+itself), through the same guardrails as a deployment rollback."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.sandbox.slack_api import SlackStandIn
+from tests.support.actions import Harness, write_policy
+from tests.support.botserver import run_bot, wait_until
+from tests.support.mlflow import MlflowServer
+from tests.support.slack_requests import ALICE, CAROL, SlackSender
+
+POLICY = """
+defaults: {cooldown: 0s}
+rules:
+  - name: models
+    actions: [model_rollback]
+    usergroups: [S0SRE]
+    models: ["churn-*"]
+"""
+ALIAS_POST = ("POST", "registered-models/alias")
+_names = iter(range(1, 10_000))
+
+
+@pytest.fixture
+def start(
+    tmp_path: Path, settings_for: Callable[..., Settings], slack: SlackStandIn, mlflow_server: MlflowServer
+) -> Iterator[Callable[[str], Harness]]:
+    stack: list[Any] = []
+
+    def build(policy: str = POLICY, **overrides: Any) -> Harness:
+        settings = settings_for(
+            **{
+                "mlflow_tracking_uri": mlflow_server.url,
+                "policy_file": write_policy(tmp_path, policy),
+                **overrides,
+            }
+        )
+        context = run_bot(settings)
+        bot = context.__enter__()
+        stack.append(context)
+        return Harness(bot, slack, None, SlackSender(bot.url, slack))  # type: ignore[arg-type]
+
+    yield build
+    for context in reversed(stack):
+        context.__exit__(None, None, None)
+
+
+def churn_model(mlflow: MlflowServer) -> tuple[str, str]:
+    """A fresh `churn-*` model (the server is shared by the session) with v1 (accuracy 0.93)
+    as champion. Returns (name, v1)."""
+    name = f"churn-xgb-{next(_names)}"
+    mlflow.create_model(name)
+    v1, _ = mlflow.register_version(name, {"accuracy": 0.93})
+    mlflow.set_alias(name, "champion", v1)
+    return name, v1
+
+
+def serve_v2(mlflow: MlflowServer, name: str) -> str:
+    """A release: v2 (accuracy 0.84, worse) takes the champion alias."""
+    v2, _ = mlflow.register_version(name, {"accuracy": 0.84})
+    mlflow.set_alias(name, "champion", v2)
+    return v2
+
+
+def open_model_incident(harness: Harness, name: str) -> dict[str, Any]:
+    """An incident about the model; its registry post records where champion points."""
+    incident = harness.open_incident(group=name, model_name=name)
+    harness.wait_thread(incident, "model registry")
+    return incident
+
+
+def test_rollback_model_confirms_v2_to_v1_with_metrics_and_moves_the_alias(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start()
+    name, v1 = churn_model(mlflow_server)
+    open_model_incident(harness, name)  # the bot sees champion at v1 ...
+    v2 = serve_v2(mlflow_server, name)  # ... then a release moves it to v2, which is worse
+    sent = harness.command("/rollback", f"model {name}@champion")
+    confirmation = harness.answer(sent)
+    text = harness.text(confirmation)
+    assert f"{name}@champion: v{v2} -> v{v1}" in text
+    assert "metric accuracy: 0.84 -> 0.93" in text
+    assert "where the alias pointed before, as the bot saw it" in text
+    assert mlflow_server.alias(name, "champion") == v2  # nothing moves before the confirmation
+
+    posts = mlflow_server.requests(*ALIAS_POST)
+    done = harness.answer(harness.click_answer("action_confirm", confirmation))
+    assert "Confirmed" in harness.text(done)
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v1, message="champion back on v1")
+    record = harness.wait_record(lambda r: r.status == "succeeded")
+    assert (record.kind, record.target, record.requested_by) == (
+        "model_rollback",
+        f"{name}@champion",
+        ALICE.id,
+    )
+    assert mlflow_server.requests(*ALIAS_POST) == posts + 1
+
+
+def test_on_an_incident_the_timeline_has_the_actor_and_the_thread_the_result(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start()
+    name, v1 = churn_model(mlflow_server)
+    first = open_model_incident(harness, name)
+    v2 = serve_v2(mlflow_server, name)
+    # The command names no incident: the one open incident about this model is found by its label.
+    confirmation = harness.answer(harness.command("/rollback", f"model {name}"))
+    harness.click_answer("action_confirm", confirmation)
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v1, message="champion back on v1")
+    event = harness.wait_event(first, ": done,")
+    assert event["actor"] == ALICE.id
+    assert f"v{v2} -> v{v1}" in event["text"]
+    harness.wait_thread(first, f"{name}@champion: v{v2} -> v{v1}")
+
+
+def test_a_given_version_and_a_dry_run(start: Callable[..., Harness], mlflow_server: MlflowServer) -> None:
+    harness = start()
+    name, v1 = churn_model(mlflow_server)
+    v2 = serve_v2(mlflow_server, name)
+    v3, _ = mlflow_server.register_version(name, {"accuracy": 0.5})
+    mlflow_server.set_alias(name, "champion", v3)
+
+    dry = harness.text(harness.answer(harness.command("/rollback", f"model {name}@champion v{v1} --dry-run")))
+    assert f"{name}@champion: v{v3} -> v{v1}" in dry
+    assert "POST /api/2.0/mlflow/registered-models/alias" in dry
+    assert "nothing was sent" in dry
+    assert mlflow_server.alias(name, "champion") == v3
+
+    confirmation = harness.answer(harness.command("/rollback", f"model {name} {v2}"))
+    assert f"{name}@champion: v{v3} -> v{v2}" in harness.text(confirmation)
+    harness.click_answer("action_confirm", confirmation)
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v2, message="champion on v2")
+
+
+def test_policy_refusals_leave_the_alias_alone(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start()
+    mlflow_server.create_model("fraud-lgbm-refused")
+    mlflow_server.register_version("fraud-lgbm-refused", {"precision": 0.9})
+    f2, _ = mlflow_server.register_version("fraud-lgbm-refused", {"precision": 0.7})
+    mlflow_server.set_alias("fraud-lgbm-refused", "champion", f2)
+    name, _ = churn_model(mlflow_server)
+    v2 = serve_v2(mlflow_server, name)
+    posts = mlflow_server.requests(*ALIAS_POST)
+
+    other = harness.text(harness.answer(harness.command("/rollback", "model fraud-lgbm-refused")))
+    assert "allows model_rollback only on models churn-*; fraud-lgbm-refused is not one of them" in other
+    outsider = harness.text(harness.answer(harness.command("/rollback", f"model {name}", user=CAROL)))
+    assert f"{CAROL.id} may not run model_rollback" in outsider
+    assert mlflow_server.alias("fraud-lgbm-refused", "champion") == f2
+    assert mlflow_server.alias(name, "champion") == v2
+    assert mlflow_server.requests(*ALIAS_POST) == posts
+    assert [r.status for r in harness.records()] == ["refused", "refused"]
+
+
+def test_double_clicks_move_the_alias_once(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start()
+    name, v1 = churn_model(mlflow_server)
+    serve_v2(mlflow_server, name)
+    command = harness.command("/rollback", f"model {name} {v1}")
+    assert harness.sender.resend(command).status_code == 200  # Slack retries the command
+    confirmation = harness.answer(command)
+    posts = mlflow_server.requests(*ALIAS_POST)
+
+    clicks: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: clicks.append(harness.click_answer("action_confirm", confirmation)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert harness.sender.resend(clicks[0]).status_code == 200
+
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v1, message="champion back on v1")
+    harness.wait_record(lambda r: r.status == "succeeded")
+    answers = [harness.text(harness.answer(c)) for c in clicks]
+    assert sorted("Confirmed" in a for a in answers) == [False, True], answers
+    assert mlflow_server.requests(*ALIAS_POST) == posts + 1
+    assert len(harness.records()) == 1
+
+
+def test_an_alias_moved_after_the_confirmation_is_left_alone(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start()
+    name, v1 = churn_model(mlflow_server)
+    v2 = serve_v2(mlflow_server, name)
+    confirmation = harness.answer(harness.command("/rollback", f"model {name} {v1}"))
+    v3, _ = mlflow_server.register_version(name, {"accuracy": 0.95})
+    mlflow_server.set_alias(name, "champion", v3)  # someone released v3 meanwhile
+    harness.click_answer("action_confirm", confirmation)
+    record = harness.wait_record(lambda r: r.status == "failed")
+    assert f"moved to v{v3} since the rollback was confirmed (it was v{v2})" in (record.error or "")
+    assert mlflow_server.alias(name, "champion") == v3
+
+
+def test_without_the_registry_the_command_says_what_to_set(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start(mlflow_tracking_uri=None)
+    text = harness.text(harness.answer(harness.command("/rollback", "model churn-xgb")))
+    assert "the model registry is not configured: set MLFLOW_TRACKING_URI" in text
+
+
+def test_bad_model_commands_get_the_usage(start: Callable[..., Harness]) -> None:
+    harness = start()
+    sent = harness.command("/rollback", "model churn-xgb latest")
+    assert "is not a model version number" in sent.response.text
+    assert "/rollback model <name>[@<alias>]" in sent.response.text
+    assert harness.records() == []
