@@ -128,7 +128,9 @@ def test_without_a_policy_file_every_action_is_refused_saying_how_to_allow_it() 
     policy = Policy.load(None)
     assert not policy.configured
     for action in ActionKind:
-        decision = decide(policy, ActionRequest(action, ALICE, "llm-prod", "vllm", replicas=2))
+        decision = decide(
+            policy, ActionRequest(action, ALICE, "llm-prod", "vllm", replicas=2, model="churn-xgb")
+        )
         assert not decision.allowed
         assert [r.kind for r in decision.refusals] == [RefusalKind.NO_POLICY]
         assert decision.message == NO_POLICY_MESSAGE
@@ -198,7 +200,7 @@ rules:
         pytest.param(
             RULE.replace("[rollback, scale]", "[rolback, scale]"),
             "policy.yaml:3: rules[0].actions[0]: unknown action 'rolback'; did you mean 'rollback'? "
-            "(actions: rollback, scale, restart, silence)",
+            "(actions: rollback, scale, restart, silence, model_rollback)",
             id="unknown-action",
         ),
         pytest.param(
@@ -347,7 +349,7 @@ rules:
         ),
         pytest.param(
             RULE.replace('    namespaces: ["llm-*"]\n', ""),
-            "policy.yaml:2: rules[0]: missing required key 'namespaces'",
+            'policy.yaml:2: rules[0].namespaces: required for rollback, scale: add namespaces: ["..."]',
             id="missing-namespaces",
         ),
         pytest.param(
