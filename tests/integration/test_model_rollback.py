@@ -16,7 +16,7 @@ from bot.sandbox.slack_api import SlackStandIn
 from tests.support.actions import Harness, write_policy
 from tests.support.botserver import run_bot, wait_until
 from tests.support.mlflow import MlflowServer
-from tests.support.slack_requests import ALICE, CAROL, SlackSender
+from tests.support.slack_requests import ALICE, BOB, CAROL, SlackSender, find_button
 
 POLICY = """
 defaults: {cooldown: 0s}
@@ -27,6 +27,18 @@ rules:
     models: ["churn-*"]
 """
 ALIAS_POST = ("POST", "registered-models/alias")
+RUNBOOK = """\
+name: model-quality
+description: "Quality of {{ labels.model_name }} dropped."
+match: ['model_name=~"churn-.*"']
+steps:
+  - "Compare the serving version with the one before it (the registry message below)."
+actions:
+  - action: model_rollback
+    model: "{{ labels.model_name }}"
+examples:
+  - labels: {alertname: ModelAccuracyDrop, model_name: churn-xgb, severity: warning}
+"""
 _names = iter(range(1, 10_000))
 
 
@@ -223,3 +235,29 @@ def test_bad_model_commands_get_the_usage(start: Callable[..., Harness]) -> None
     assert "is not a model version number" in sent.response.text
     assert "/rollback model <name>[@<alias>]" in sent.response.text
     assert harness.records() == []
+
+
+def test_runbook_button_rolls_the_model_back(
+    tmp_path: Path, start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    runbooks = tmp_path / "model-runbooks"
+    runbooks.mkdir()
+    (runbooks / "model-quality.yaml").write_text(RUNBOOK)
+    harness = start(runbooks_dir=runbooks)
+    name, v1 = churn_model(mlflow_server)
+    open_model_incident(harness, name)
+    v2 = serve_v2(mlflow_server, name)
+    incident = harness.bot.incident(1)
+    runbook = harness.wait_thread(incident, "Runbook: ")
+    _, button = find_button(runbook.blocks, "runbook_action:0")
+    assert button["text"]["text"] == f"Roll back {name}@champion"
+    assert button["style"] == "danger"
+
+    confirmation = harness.answer(harness.click("runbook_action:0", runbook, user=BOB))
+    assert f"{name}@champion: v{v2} -> v{v1}" in harness.text(confirmation)
+    harness.click_answer("action_confirm", confirmation, user=BOB)
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v1, message="champion back on v1")
+    record = harness.wait_record(lambda r: r.status == "succeeded")
+    assert record.requested_by == BOB.id
+    assert "runbook:model-quality@" in record.source
+    assert harness.wait_event(incident, ": done,")["actor"] == BOB.id
