@@ -4,18 +4,23 @@ itself), through the same guardrails as a deployment rollback."""
 
 from __future__ import annotations
 
+import html
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
 from bot.config import Settings
+from bot.sandbox.exporter import ModelServingExporter
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.actions import Harness, write_policy
 from tests.support.botserver import run_bot, wait_until
 from tests.support.mlflow import MlflowServer
+from tests.support.payloads import alert, notification
+from tests.support.promstack import PrometheusServer
 from tests.support.slack_requests import ALICE, BOB, CAROL, SlackSender, find_button
 
 POLICY = """
@@ -261,3 +266,41 @@ def test_runbook_button_rolls_the_model_back(
     assert record.requested_by == BOB.id
     assert "runbook:model-quality@" in record.source
     assert harness.wait_event(incident, ": done,")["actor"] == BOB.id
+
+
+SLOW_P99 = (
+    "histogram_quantile(0.99, sum by (le) (rate(vllm:e2e_request_latency_seconds_bucket"
+    '{namespace="llm-prod", model_name="meta-llama/Llama-3.1-8B-Instruct"}[5s]))) > 20'
+)
+
+
+@pytest.mark.prometheus
+def test_after_a_model_rollback_the_bot_checks_recovery(
+    start: Callable[..., Harness],
+    mlflow_server: MlflowServer,
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    with ModelServingExporter(scenario="vllm_latency") as exporter:
+        prometheus = prometheus_factory(scrape_targets=[exporter.target])
+        prometheus.wait_for_targets_up(timeout=60)
+        wait_until(lambda: prometheus.query(SLOW_P99), timeout=60, message="the alert's condition to hold")
+        harness = start(prometheus_url=prometheus.url, verify_seconds=60)
+        name, v1 = churn_model(mlflow_server)
+        item = alert(model_name=name)
+        item["generatorURL"] = f"{prometheus.url}/graph?g0.expr={quote(SLOW_P99)}&g0.tab=1"
+        harness.bot.post_alert(notification(item, group_key=f"group-{name}"))
+        incident = wait_until(
+            lambda: harness.bot.incident(1)["ts"] and harness.bot.incident(1), message="posted"
+        )
+        harness.wait_thread(incident, "model registry")
+        v2 = serve_v2(mlflow_server, name)
+
+        confirmation = harness.answer(harness.command("/rollback", f"model {name}"))
+        harness.click_answer("action_confirm", confirmation)
+        harness.wait_thread(incident, "Watching *VLLMHighE2ELatency* for up to 60 s")
+        assert mlflow_server.alias(name, "champion") == v1
+        exporter.set_scenario("healthy")  # the old version serves well again
+
+        recovered = harness.wait_thread(incident, "Recovered", timeout=60)
+    assert "recovered: VLLMHighE2ELatency" in html.unescape(recovered.text)
+    harness.wait_event(incident, f"Recovery check after roll back {name}@champion: v{v2} -> v{v1}: recovered")

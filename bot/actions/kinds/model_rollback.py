@@ -97,7 +97,7 @@ class ModelRollback:
             kind=self.name,
             verb="roll back",
             target=params.target,
-            headline=f"{params.target}: v{current} -> v{to}",
+            headline=f"v{current} -> v{to}",
             details=tuple(details),
             request=alias_request(params, to),
         )
