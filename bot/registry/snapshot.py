@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy.engine import Engine
 
 from bot.db import transaction
-from bot.errors import UpstreamError
+from bot.errors import NotFound, UpstreamError
 from bot.registry.aliases import observe_alias, version_before
 from bot.registry.mlflow import ModelRegistry, ModelVersion, RegisteredModel
 from bot.registry.models import ModelRef
@@ -44,6 +44,13 @@ def version_facts(registry: ModelRegistry, version: ModelVersion) -> VersionFact
         return VersionFacts(version, {}, exc.message)
 
 
+def _get_version(registry: ModelRegistry, name: str, version: str) -> ModelVersion | None:
+    try:
+        return registry.get_version(name, version)
+    except NotFound:
+        return None
+
+
 def read_snapshot(engine: Engine, registry: ModelRegistry, ref: ModelRef) -> RegistrySnapshot:
     """Blocking (run it in a thread). Raises NotFound for an unknown model, UpstreamError when
     MLflow cannot be read; records the alias position it sees."""
@@ -58,9 +65,8 @@ def read_snapshot(engine: Engine, registry: ModelRegistry, ref: ModelRef) -> Reg
         before = version_before(session, ref.name, ref.alias, target, [v.version for v in model.versions])
     before_version = None
     if before is not None:
-        before_version = model.version(before.version) or ModelVersion(
-            ref.name, before.version, None, None, None
-        )
+        # Older than the versions listed: read it by number (None when it was deleted since).
+        before_version = model.version(before.version) or _get_version(registry, ref.name, before.version)
     return RegistrySnapshot(
         ref,
         model,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.promstack import free_port
+from tests.support.promstack import _parent_death_signal, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_BIN = Path(os.environ.get("INCIDENT_BOT_TEST_MLFLOW_VENV", ROOT / ".venv-mlflow")) / "bin" / "mlflow"
@@ -62,6 +63,9 @@ class MlflowServer:
                 "1",
             ]
             env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+            # MLflow 3 otherwise starts a job runner with a dozen worker processes (GenAI
+            # scorers, trace rollups) the registry does not need: ~1.5 GB and steady CPU.
+            env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
             with log_path.open("ab") as log:
                 self.process = subprocess.Popen(
                     argv,
@@ -70,6 +74,8 @@ class MlflowServer:
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
                     env=env,
+                    start_new_session=True,  # its own process group: stop() ends its workers too
+                    preexec_fn=_parent_death_signal(),  # and it ends if pytest is killed
                 )
             if self._wait_healthy(log_path):
                 return self
@@ -98,14 +104,19 @@ class MlflowServer:
         return (self.workdir / "mlflow.log").read_text().count(line)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """SIGTERM to the server's process group (it forks uvicorn), then SIGKILL."""
+        if self.process is None:
             return
-        self.process.terminate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)  # a worker that outlived the server
 
     # ------------------------------------------------------------------ test data, via REST
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
