@@ -304,3 +304,30 @@ def test_after_a_model_rollback_the_bot_checks_recovery(
         recovered = harness.wait_thread(incident, "Recovered", timeout=60)
     assert "recovered: VLLMHighE2ELatency" in html.unescape(recovered.text)
     harness.wait_event(incident, f"Recovery check after roll back {name}@champion: v{v2} -> v{v1}: recovered")
+
+
+def test_approval_and_cooldown_apply_per_model_alias(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    harness = start(POLICY.replace("cooldown: 0s", "cooldown: 1h") + "    approvers: {required: 1}\n")
+    name, v1 = churn_model(mlflow_server)
+    incident = open_model_incident(harness, name)
+    v2 = serve_v2(mlflow_server, name)
+
+    confirmation = harness.answer(harness.command("/rollback", f"model {name}"))
+    assert "needs 1 approval from a member of S0SRE, other than the requester" in harness.text(confirmation)
+    harness.click_answer("action_confirm", confirmation)
+    request = harness.wait_thread(incident, f"asks to *roll back `{name}@champion`*")
+    own = harness.text(harness.answer(harness.click("action_approve", request, user=ALICE)))
+    assert "cannot approve it" in own
+    assert mlflow_server.alias(name, "champion") == v2
+
+    harness.answer(harness.click("action_approve", request, user=BOB))
+    wait_until(lambda: mlflow_server.alias(name, "champion") == v1, message="rolled back after the approval")
+    record = harness.wait_record(lambda r: r.status == "succeeded")
+    assert record.approved_by == BOB.id
+
+    # The cooldown counts from that rollback, for this model's alias.
+    again = harness.text(harness.answer(harness.command("/rollback", f"model {name} {v2}", user=BOB)))
+    assert f"cooldown: last model_rollback on {name}@champion was" in again
+    assert mlflow_server.alias(name, "champion") == v1
