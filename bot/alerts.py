@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.errors import PayloadError
+from bot.safe_json import load_json
 
 __all__ = [
     "AlertmanagerAlert",
@@ -32,6 +33,8 @@ __all__ = [
 ]
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+_EARLIEST = ZERO_TIME
+_LATEST = datetime(9998, 12, 31, 23, 59, 59, tzinfo=UTC)
 Status = Literal["firing", "resolved"]
 
 
@@ -51,6 +54,9 @@ class AlertmanagerAlert(BaseModel):
     def _aware(cls, value: datetime | None) -> datetime | None:
         if value is not None and value.tzinfo is None:
             raise ValueError("timestamp must carry a time zone (RFC 3339)")
+        if value is not None and not (_EARLIEST <= value <= _LATEST):
+            # At the edges of datetime's range, converting to UTC or adding a duration overflows.
+            raise ValueError("timestamp out of range (years 0001 to 9998 in UTC)")
         return value
 
 
@@ -59,7 +65,8 @@ class AlertmanagerWebhook(BaseModel):
 
     version: str = "4"
     groupKey: str = Field(min_length=1)
-    truncatedAlerts: int = Field(0, ge=0)
+    # Stored in a 32-bit column; no Alertmanager truncates two billion alerts.
+    truncatedAlerts: int = Field(0, ge=0, le=2**31 - 1)
     status: Status
     receiver: str
     groupLabels: dict[str, str] = Field(default_factory=dict)
@@ -110,10 +117,7 @@ def unquote_receiver(name: str) -> str:
 
 def parse_webhook(body: bytes) -> AlertmanagerWebhook:
     """Raise PayloadError for JSON that is not JSON; ValidationError for a bad shape."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"malformed JSON: {exc}") from exc
+    data = load_json(body)
     if not isinstance(data, dict):
         raise PayloadError("the body must be a JSON object (Alertmanager webhook payload)")
     return AlertmanagerWebhook.model_validate(data)

@@ -18,6 +18,7 @@ from bot.incidents.models import IncidentDetail, IncidentPublic
 
 if TYPE_CHECKING:
     from bot.services import Services
+    from bot.slack.socket_mode import SocketMode
 
 __all__ = ["router"]
 
@@ -42,12 +43,17 @@ async def readyz(request: Request) -> JSONResponse:
         with Session(services.engine) as session:
             session.exec(sa.select(1))  # type: ignore[call-overload]
 
+    # Socket Mode: the socket's state is reported, not required: alerts are accepted and
+    # recorded while Slack is unreachable (bot/slack/socket_mode.py).
+    socket: SocketMode | None = getattr(request.app.state, "socket", None)
+    slack = {"slack": socket.status()} if socket is not None else {}
     try:
         with anyio.fail_after(5):
             await anyio.to_thread.run_sync(ping, abandon_on_cancel=True)
     except Exception as exc:
-        return JSONResponse({"status": "unavailable", "database": type(exc).__name__}, status_code=503)
-    return JSONResponse({"status": "ready"})
+        body = {"status": "unavailable", "database": type(exc).__name__, **slack}
+        return JSONResponse(body, status_code=503)
+    return JSONResponse({"status": "ready", **slack})
 
 
 @router.get("/metrics")

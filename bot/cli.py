@@ -58,7 +58,7 @@ def _demo(args: argparse.Namespace) -> int:
             "(the production image leaves them out); run `make demo` from a clone"
         ) from None
 
-    return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir)
+    return run_demo(host=args.host, port=args.port, once=args.once, workdir=args.workdir, replay=args.replay)
 
 
 def _runbooks(args: argparse.Namespace) -> int:
@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080)
     demo.add_argument("--once", action="store_true", help="play the sample incident, print it and exit")
     demo.add_argument("--workdir", type=Path, default=None, help="where the demo keeps its database")
+    demo.add_argument(
+        "--replay",
+        action="store_true",
+        help="replay recorded Alertmanager notifications even where Prometheus is installed",
+    )
     demo.set_defaults(func=_demo)
 
     runbooks = commands.add_parser("runbooks", help="validate and test runbooks")

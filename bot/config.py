@@ -38,15 +38,22 @@ class Settings(BaseSettings):
     slack_bot_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_BOT_TOKEN"))
     slack_signing_secret: SecretStr | None = Field(None, validation_alias=_env("SLACK_SIGNING_SECRET"))
     slack_api_url: str = Field("https://slack.com/api/", validation_alias=_env("SLACK_API_URL"))
+    # App-level token (xapp-...): Slack over Socket Mode instead of POST /slack/events.
+    slack_app_token: SecretStr | None = Field(None, validation_alias=_env("SLACK_APP_TOKEN"))
     channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_CHANNEL"))
     database_url: str = Field("sqlite:///incident-bot.db", validation_alias=_env("INCIDENT_BOT_DATABASE_URL"))
     webhook_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_WEBHOOK_TOKEN"))
+    # When set, /api/* (incidents, postmortems, the OpenAPI document) needs this Bearer token.
+    api_token: SecretStr | None = Field(None, validation_alias=_env("INCIDENT_BOT_API_TOKEN"))
     runbooks_dir: Path = Field(Path("runbooks"), validation_alias=_env("INCIDENT_BOT_RUNBOOKS_DIR"))
     policy_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_POLICY_FILE"))
     routing_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_ROUTING_FILE"))
     prometheus_url: str | None = Field(None, validation_alias=_env("PROMETHEUS_URL"))
     alertmanager_url: str | None = Field(None, validation_alias=_env("ALERTMANAGER_URL"))
     kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    models_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_MODELS_FILE"))
+    kpi_digest: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_DIGEST"))
+    kpi_channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_CHANNEL"))
     # MLflow's model registry, with MLflow's own credential variables (unset: registry off).
     mlflow_tracking_uri: str | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_URI"))
     mlflow_tracking_token: SecretStr | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_TOKEN"))
@@ -64,6 +71,10 @@ class Settings(BaseSettings):
     verify_seconds: float = Field(600.0, ge=0, le=86400, validation_alias=_env("INCIDENT_BOT_VERIFY_SECONDS"))
     workers: int = Field(4, ge=1, le=64, validation_alias=_env("INCIDENT_BOT_WORKERS"))
     slack_timeout: float = Field(10.0, gt=0, validation_alias=_env("INCIDENT_BOT_SLACK_TIMEOUT"))
+    # Socket Mode: seconds between pings; four unanswered ones count as a lost connection.
+    slack_ping_interval: float = Field(
+        10.0, gt=0, le=300, validation_alias=_env("INCIDENT_BOT_SLACK_PING_INTERVAL")
+    )
     slack_post_interval: float = Field(1.0, ge=0, validation_alias=_env("INCIDENT_BOT_SLACK_POST_INTERVAL"))
     public_url: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_PUBLIC_URL"))
     log_level: str = Field("INFO", validation_alias=_env("INCIDENT_BOT_LOG_LEVEL"))
@@ -81,15 +92,31 @@ class Settings(BaseSettings):
         return value.strip() or None if value is not None else None
 
     def require_for_serve(self) -> None:
-        """Fail with one line naming the first missing setting `serve` cannot run without."""
+        """Fail with one line naming the first missing setting `serve` cannot run without.
+        In Socket Mode (SLACK_APP_TOKEN) nothing arrives over HTTP from Slack, so the signing
+        secret is not needed."""
         required = {
             "SLACK_BOT_TOKEN": (self.slack_bot_token, "the bot token (xoxb-...)"),
             "SLACK_SIGNING_SECRET": (self.slack_signing_secret, "verifies requests from Slack"),
             "INCIDENT_BOT_CHANNEL": (self.channel, "the default Slack channel ID for incidents"),
         }
+        if self.socket_mode:
+            del required["SLACK_SIGNING_SECRET"]
+            if not self.app_token().startswith("xapp-"):
+                raise ConfigError(
+                    "SLACK_APP_TOKEN must be an app-level token (xapp-..., scope connections:write), "
+                    "from the Slack app's Basic Information > App-Level Tokens"
+                )
         for name, (value, meaning) in required.items():
             if value is None or (isinstance(value, SecretStr) and not value.get_secret_value()):
                 raise ConfigError(f"missing required setting {name}: {meaning}")
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    def app_token(self) -> str:
+        return self.slack_app_token.get_secret_value() if self.slack_app_token else ""
 
     @property
     def in_cluster(self) -> bool:
@@ -97,6 +124,10 @@ class Settings(BaseSettings):
 
     def token(self) -> str:
         return self.slack_bot_token.get_secret_value() if self.slack_bot_token else ""
+
+    def api_bearer_token(self) -> str | None:
+        value = self.api_token.get_secret_value().strip() if self.api_token else ""
+        return value or None
 
     def signing_secret(self) -> str:
         return self.slack_signing_secret.get_secret_value() if self.slack_signing_secret else ""

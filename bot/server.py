@@ -18,17 +18,23 @@ from datetime import timedelta
 import anyio
 from fastapi import FastAPI
 
-from bot import __version__, api, webhook
+from bot import __version__, api, models_api, webhook
 from bot.actions.kubernetes import NoKubernetes, Workloads, WorkloadsApi
 from bot.actions.policy import Policy
 from bot.actions.silences import AlertmanagerSilences, NoAlertmanager, Silences
 from bot.config import Settings
 from bot.db import create_db_engine
 from bot.diagnostics import Metrics, NoPrometheus, PrometheusMetrics
+from bot.errors import ConfigError
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.flows.execution import ActionExecutor
 from bot.flows.registry_changes import RegistryChanges
+from bot.http_guards import ApiTokenGuard, CloseOnError
+from bot.kpis.digest import DigestSchedule, run_digest_schedule
+from bot.kpis.models_file import ModelsFile
+from bot.kpis.owner_routing import OwnerRouter
+from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
@@ -45,11 +51,20 @@ from bot.slack.chat import SlackChat
 from bot.slack.delivery import SlackDelivery
 from bot.slack.documents import PostmortemPoster
 from bot.slack.home_viewers import HomeRefresh
+from bot.slack.kpi_digest import KpiDigestPoster
+from bot.slack.kpi_listeners import register_kpi_listeners
+from bot.slack.kpi_owner_notices import OwnerNotices
+from bot.slack.socket_mode import SocketMode
 from bot.slack.usergroups import UserGroups
 
 __all__ = ["create_app"]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds Prometheus may spend on one KPI query (server-side timeout too).
+KPI_QUERY_TIMEOUT = 10.0
+#: The same for `/model`, which answers within Slack's 3 seconds anyway.
+KPI_QUICK_TIMEOUT = 2.5
 
 
 def load_runbooks(settings: Settings) -> RunbookSet:
@@ -86,6 +101,16 @@ def connect_registry(settings: Settings) -> ModelRegistry:
     )
 
 
+def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
+    """The KPI digest's schedule, checked at start (a typo stops `serve` naming the variable)."""
+    if not settings.kpi_digest:
+        return None
+    schedule = DigestSchedule.parse(settings.kpi_digest)
+    if not (settings.kpi_channel or settings.channel):
+        raise ConfigError("INCIDENT_BOT_KPI_DIGEST is set but no channel: set INCIDENT_BOT_KPI_CHANNEL")
+    return schedule
+
+
 @dataclass(frozen=True)
 class BotConfig:
     """The files the bot is configured with, loaded and validated before anything starts,
@@ -95,13 +120,20 @@ class BotConfig:
     router: Router
     runbooks: RunbookSet
     policy: Policy
+    models: ModelsFile
+    digest: DigestSchedule | None
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
+        models = ModelsFile.load(settings.models_file)
         return cls(
-            router=Router.load(settings.routing_file, default_channel=settings.channel),
+            router=OwnerRouter.wrap(
+                Router.load(settings.routing_file, default_channel=settings.channel), models
+            ),
             runbooks=load_runbooks(settings),
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
+            models=models,
+            digest=load_digest_schedule(settings),
         )
 
 
@@ -160,6 +192,16 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         registry=registry,
     )
     outbox.register(executor.handlers())
+    kpis = KpiService(
+        PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUERY_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+        engine,
+        config.models,
+        quick_metrics=PrometheusMetrics(settings.prometheus_url, timeout=KPI_QUICK_TIMEOUT, attempts=1)
+        if settings.prometheus_url
+        else None,
+    )
     services = Services(
         settings=settings,
         engine=engine,
@@ -175,9 +217,15 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         registry=registry,
         enrichment=enrichment,
         actions=actions,
+        kpis=kpis,
+        owner_notices=OwnerNotices(config.models),
     )
     slack = build_slack_app(services)
     register_action_listeners(slack, actions)
+    register_kpi_listeners(slack, kpis, chat, workloads)
+    digest_channel = settings.kpi_channel or settings.channel
+    if digest_channel:
+        outbox.register(KpiDigestPoster(kpis, chat, digest_channel).handlers())
     channels = IncidentChannels(engine, chat, router, slack.identity.get, wake=outbox.wake)
     outbox.register(channels.handlers())
     outbox.register(PostmortemPoster(engine, chat).handlers())
@@ -195,6 +243,20 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         services, slack = await build_services(settings, config)
         app.state.services = services
         app.state.slack = slack
+        # Slack over Socket Mode (SLACK_APP_TOKEN): connected once every listener is registered.
+        socket = (
+            SocketMode(
+                slack.bolt,
+                settings.app_token(),
+                registry=services.metrics.registry,
+                ping_interval=settings.slack_ping_interval,
+            )
+            if settings.socket_mode
+            else None
+        )
+        app.state.socket = socket
+        if socket is not None:
+            await socket.start()
         tasks: list[asyncio.Task[None]] = []
         if run_workers:
             tasks.append(asyncio.create_task(services.outbox.run(), name="outbox"))
@@ -204,6 +266,18 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
                     name="prune",
                 )
             )
+            if config.digest is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        run_digest_schedule(
+                            services.engine,
+                            config.digest,
+                            worker=services.outbox.worker_id,
+                            wake=services.outbox.wake,
+                        ),
+                        name="kpi-digest",
+                    )
+                )
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield
@@ -213,10 +287,13 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             for task in tasks:
                 with suppress(asyncio.CancelledError, Exception):
                     await task
+            if socket is not None:
+                await socket.aclose()
             await slack.aclose()
             await services.chat.aclose()
             await services.silences.aclose()
             services.prometheus.close()
+            services.kpis.close()
             services.workloads.close()
             services.registry.close()
             services.engine.dispose()
@@ -230,7 +307,10 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
+    app.add_middleware(ApiTokenGuard, token=settings.api_bearer_token())
+    app.add_middleware(CloseOnError)
     app.include_router(webhook.router)
     app.include_router(api.router)
+    app.include_router(models_api.router)
     app.include_router(slack_app.router)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from bot.actions.kubernetes import WorkloadsApi
 from bot.actions.policy import Policy
@@ -19,12 +20,14 @@ from bot.diagnostics import Metrics
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.incidents.models import Incident
+from bot.kpis.service import KpiService
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.registry.mlflow import ModelRegistry
 from bot.routing import Router
 from bot.runbooks import RunbookSet
 from bot.slack.chat import SlackChat
+from bot.slack.kpi_owner_notices import OwnerNotices
 
 __all__ = ["Services"]
 
@@ -49,6 +52,15 @@ class Services:
     registry: ModelRegistry
     enrichment: Enrichment
     actions: ActionFlows
+    kpis: KpiService
+    owner_notices: OwnerNotices
+
+    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
+        """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
+        owners' mention on a model's drift or quality incident."""
+        return self.enrichment.on_open(session, incident, labels) + self.owner_notices.on_open(
+            session, incident, labels
+        )
 
     def observe_acknowledgement(self, incident: Incident) -> None:
         if incident.acknowledged_at is None:

@@ -86,7 +86,7 @@ async def alertmanager_webhook(request: Request) -> JSONResponse:
         webhook = parse_webhook(body)
     except PayloadError as exc:
         metrics.notifications.labels("malformed").inc()
-        return _error(400, exc.message)
+        return _error(400, exc.message, field=getattr(exc, "field", "(body)"))
     except ValidationError as exc:
         metrics.notifications.labels("invalid").inc()
         return _error(
@@ -127,9 +127,7 @@ def _intake(services: Services, webhook: AlertmanagerWebhook) -> IntakeResult:
     for attempt in range(INTAKE_ATTEMPTS):
         try:
             with transaction(services.engine) as session:
-                return apply_notification(
-                    session, webhook, router=services.router, on_open=services.enrichment.on_open
-                )
+                return apply_notification(session, webhook, router=services.router, on_open=services.on_open)
         except IntegrityError:
             if attempt == INTAKE_ATTEMPTS - 1:
                 raise

@@ -28,7 +28,7 @@ from typing import Any
 
 from bot.diagnostics.baseline import Comparison, Trend
 from bot.diagnostics.run import DiagnosticResult
-from bot.text import escape, truncate
+from bot.text import code, escape, literal, truncate
 
 __all__ = ["TOP_SERIES", "diagnostics_blocks", "diagnostics_message", "diagnostics_text"]
 
@@ -108,11 +108,11 @@ def _headline(result: DiagnosticResult, names: Sequence[str]) -> str:
     if not comparisons:
         return "_No data: the query returned no series._"
     top = comparisons[0]
-    text = escape(top.text())
+    text = literal(top.text())
     now = top.formatted()[0]
     # Bold the current value, the one number that matters most.
-    if text.startswith(escape(now)) and top.current is not None:
-        text = f"*{escape(now)}*{text[len(escape(now)) :]}"
+    if text.startswith(literal(now)) and top.current is not None:
+        text = f"*{literal(now)}*{text[len(literal(now)) :]}"
     if len(comparisons) == 1:
         return text
     return f"Top: {_series_name(top, names)} at {text}"
@@ -121,9 +121,9 @@ def _headline(result: DiagnosticResult, names: Sequence[str]) -> str:
 def _result_blocks(result: DiagnosticResult, top: int) -> list[Block]:
     title = truncate(result.title.strip() or "Diagnostic", TITLE_LIMIT)
     query = _middle(result.query.strip(), QUERY_LIMIT).replace("`", _BACKTICK)
-    context = f"`{escape(query)}`"
+    context = f"`{code(query)}`"
     if result.error is not None:
-        why = escape(truncate(result.error, ERROR_LIMIT))
+        why = literal(truncate(result.error, ERROR_LIMIT))
         text = f":warning: {_bold(title)}\nPrometheus query failed: {why}"
         return [
             {"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, SECTION_TEXT)}},
@@ -133,7 +133,7 @@ def _result_blocks(result: DiagnosticResult, top: int) -> list[Block]:
     names = _differing(comparisons)
     heading = _bold(title)
     if len(comparisons) > 1:
-        by = f", by {', '.join(escape(n) for n in names)}" if names else ""
+        by = f", by {', '.join(literal(n) for n in names)}" if names else ""
         heading += f" · {len(comparisons)} series{by}"
     section: Block = {
         "type": "section",
@@ -195,11 +195,11 @@ def diagnostics_text(results: Sequence[DiagnosticResult]) -> str:
     for result in results:
         title = result.title.strip() or "Diagnostic"
         if result.error is not None:
-            lines.append(f"{title}: Prometheus query failed: {escape(result.error)}")
+            lines.append(f"{title}: Prometheus query failed: {literal(result.error)}")
         elif not result.comparisons:
             lines.append(f"{title}: no data")
         else:
-            lines.append(f"{title}: {escape(result.comparisons[0].text())}")
+            lines.append(f"{title}: {literal(result.comparisons[0].text())}")
     return truncate("\n".join(lines) or "No diagnostics.", FALLBACK_TEXT)
 
 

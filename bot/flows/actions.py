@@ -89,7 +89,7 @@ from bot.registry.models import model_of_labels
 from bot.slack import action_blocks as blocks
 from bot.slack.blocks import Message
 from bot.slack.usergroups import UserGroups
-from bot.text import escape
+from bot.text import code, escape, literal
 
 __all__ = [
     "APPROVAL_TTL",
@@ -988,14 +988,15 @@ class ActionFlows:
             message = blocks.refusal_message(change, action=spec.verb, target=target, reasons=reason)
             event_text = f"{spec.noun} of {target} requested by {who.user.label} refused: {reason}"
             thread = blocks.notice_message(
-                f":no_entry: <@{who.user.id}> asked to {spec.verb} `{target}`: refused. {escape(reason)}"
+                f":no_entry: <@{who.user.id}> asked to {spec.verb} `{code(target)}`: "
+                f"refused. {escape(reason)}"
             )
             outcome = "refused"
         else:
-            message = blocks.notice_message(f":x: Could not {spec.verb} `{escape(target)}`: {escape(reason)}")
+            message = blocks.notice_message(f":x: Could not {spec.verb} `{code(target)}`: {escape(reason)}")
             event_text = f"{spec.noun} of {target} requested by {who.user.label} could not start: {reason}"
             thread = blocks.notice_message(
-                f":x: <@{who.user.id}> asked to {spec.verb} `{escape(target)}`: {escape(reason)}"
+                f":x: <@{who.user.id}> asked to {spec.verb} `{code(target)}`: {escape(reason)}"
             )
             outcome = "failed"
         if change is not None:
@@ -1164,8 +1165,8 @@ def _incident_for_model(session: Session, model: str) -> Incident | None:
 
 def _what(change: Change) -> str:
     """'*roll back `llm-prod/vllm`* (llama-3-8b v14 -> v13)' in mrkdwn."""
-    head = f"*{escape(change.verb)} `{escape(change.target)}`*"
-    return f"{head} ({escape(change.headline)})" if change.headline else head
+    head = f"*{literal(change.verb)} `{code(change.target)}`*"
+    return f"{head} ({literal(change.headline)})" if change.headline else head
 
 
 _USER_ID = re.compile(r"\b([UW][A-Z0-9]{2,})\b")

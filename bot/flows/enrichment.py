@@ -52,7 +52,7 @@ from bot.runbooks.render import RenderedRunbook
 from bot.slack.chat import SlackChat
 from bot.slack.runbook_blocks import runbook_message
 from bot.slack.what_changed import what_changed_message
-from bot.text import escape, truncate
+from bot.text import bold, code, defuse, escape, literal, strip_paths, truncate
 
 __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_context"]
 
@@ -205,7 +205,8 @@ class Enrichment:
             await self._say(
                 job,
                 incident,
-                f":warning: Runbook `{incident.runbook_name}` could not be rendered: {escape(exc.message)}",
+                f":warning: Runbook `{code(incident.runbook_name or '')}` could not be rendered: "
+                f"{literal(strip_paths(exc.message))}",
             )
             return
         if rendered is None:
@@ -320,8 +321,8 @@ class Enrichment:
                 incident.slack_ts,
                 content=png,
                 filename=filename,
-                title=f"{incident.key}: {query.plain_title}",
-                alt_txt=f"Graph of {query.plain_title} around {incident.key}",
+                title=defuse(f"{incident.key}: {query.plain_title}"),
+                alt_txt=defuse(f"Graph of {query.plain_title} around {incident.key}"),
             )
 
     # ------------------------------------------------------------------ what changed
@@ -378,9 +379,7 @@ def _queries(rendered: RenderedRunbook | None, alerts: Sequence[Alert]) -> list[
         expr = expr_from_generator_url(alert.generator_url)
         if expr:
             name = alert.alertname or "alert"
-            queries.append(
-                _Query(f"*{escape(name)}* (the alert's expression)", name, expr, "none", True, None)
-            )
+            queries.append(_Query(f"{bold(name)} (the alert's expression)", name, expr, "none", True, None))
             seen.add(expr)
     for item in rendered.diagnostics if rendered else ():
         if item.query in seen:

@@ -9,7 +9,7 @@ language of the field it lands in, before the template sees it:
 =========  =====================================  ==============================================
 mode       fields                                  escaping of label/annotation/incident values
 =========  =====================================  ==============================================
-mrkdwn     description, steps, titles              Slack mrkdwn: `&`, `<`, `>` (no `<!channel>`)
+mrkdwn     description, steps, titles              bot.text.literal: `&<>`, and `*_~` and backticks
 promql     diagnostics[].query, recovery_query     PromQL double-quoted string: `\\`, `"`, newline
 url        links[].url                             percent-encoded (a value can't end the URL)
 plain      action labels, silence comment          none (Slack plain_text shows it as typed)
@@ -38,7 +38,7 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from bot import text as mrkdwn
+from bot.text import literal
 
 __all__ = [
     "MODES",
@@ -70,7 +70,7 @@ def _identity(text: str) -> str:
 
 
 _ESCAPERS: dict[str, Callable[[str], str]] = {
-    "mrkdwn": mrkdwn.escape,
+    "mrkdwn": literal,
     "promql": promql_escape,
     "url": _url_escape,
     "plain": _identity,

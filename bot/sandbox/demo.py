@@ -6,6 +6,9 @@ model rollout); actions are in dry-run. It plays a sample
 model-serving incident through the real webhook endpoint (a vLLM latency alert firing, then
 resolving) and prints what the bot posts to "Slack", live, as readable text. Then it keeps
 running so you can send your own alerts with curl, until Ctrl-C (or exits with `--once`).
+
+Without `--once` the demo is the live one in bot/sandbox/console/: a web console, a simulated
+model fleet to break, real Prometheus and Alertmanager where installed.
 """
 
 from __future__ import annotations
@@ -104,6 +107,7 @@ def run_demo(
     once: bool = False,
     workdir: Path | None = None,
     out: TextIO = sys.stdout,
+    replay: bool = False,
 ) -> int:
     if not _port_free(host, port):
         chosen = _free_port(host)
@@ -111,6 +115,10 @@ def run_demo(
         port = chosen
     workdir = workdir or Path(tempfile.mkdtemp(prefix="incident-bot-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if not once:  # the live demo: web console, simulated fleet, real alerting where installed
+        from bot.sandbox.console.run import run_console
+
+        return run_console(host, port, workdir, out, replay=replay)
     try:
         return asyncio.run(_demo(host, port, once, workdir, out))
     except KeyboardInterrupt:

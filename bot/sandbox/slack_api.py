@@ -8,7 +8,9 @@ on demand (HTTP errors, `ok: false`, slow answers, outages, per-channel rate lim
 handling is tested against the same client code that runs in production.
 
 Routes under `base`:
-    /api/<method>          Web API methods (see `slack_methods.METHODS`)
+    /api/<method>          Web API methods (see `slack_methods.METHODS`); `apps.connections.open`
+                           (app-level token) once `attach_socket_mode()` gave it a Socket Mode
+                           stand-in (bot/sandbox/slack_socket.py)
     /upload/v1/<key>       upload URLs handed out by files.getUploadURLExternal
     /response/<name>       response_url stand-ins minted by `response_url()`
     /files/<id>/...        GET the bytes of an uploaded file (the file's `url_private`)
@@ -43,6 +45,7 @@ from bot.sandbox.slack_models import (
     User,
     Usergroup,
 )
+from bot.sandbox.slack_socket import SocketModeStandIn
 from bot.sandbox.slack_wire import Args, decode_json_fields, parse_body, parse_multipart, parse_query
 from bot.sandbox.slack_workspace import StoredChannel, StoredMessage, Workspace
 
@@ -60,6 +63,7 @@ DEFAULT_BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105 - the sandbox's own fake 
 UPLOAD_METHOD = "upload"
 RESPONSE_URL_METHOD = "response_url"
 REDACTED = "[REDACTED]"
+CONNECTIONS_OPEN = "apps.connections.open"  # the one method that takes the app-level token
 JSON_TYPE = "application/json; charset=utf-8"
 
 CallListener = Callable[[RecordedCall], None]
@@ -195,6 +199,8 @@ class SlackStandIn:
         self._responses: list[ResponsePost] = []
         self._response_targets: dict[str, ResponseTarget] = {}
         self._listeners: list[CallListener] = [on_call] if on_call else []
+        self._socket: SocketModeStandIn | None = None
+        self._app_token: str | None = None
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -246,6 +252,11 @@ class SlackStandIn:
     def url(self) -> str:
         """The Web API base URL ending in `/api/`: the bot's `SLACK_API_URL`, slack-sdk's `base_url`."""
         return f"{self.base}/api/"
+
+    def attach_socket_mode(self, socket: SocketModeStandIn, app_token: str) -> None:
+        """Serve `apps.connections.open` for this app-level token with URLs of `socket`."""
+        with self._lock:
+            self._socket, self._app_token = socket, app_token
 
     # ================================================================= workspace setup
     def add_channel(
@@ -301,12 +312,14 @@ class SlackStandIn:
         channel: str | None = None,
         message_ts: str | None = None,
         user: str | None = None,
+        thread_ts: str | None = None,
     ) -> str:
-        """Mint a response_url; bound to a message, `replace_original`/`delete_original` act on it."""
+        """Mint a response_url; bound to a message, `replace_original`/`delete_original` act on it;
+        with `thread_ts`, answers land in that thread (as for a click on a message in a thread)."""
         key = name or secrets.token_hex(8)
         with self._lock:
             channel_id = self._resolve(channel).id if channel else None
-            self._response_targets[key] = ResponseTarget(key, channel_id, message_ts, user)
+            self._response_targets[key] = ResponseTarget(key, channel_id, message_ts, user, thread_ts)
         return f"{self.base}/response/{key}"
 
     # ================================================================= inspection
@@ -608,12 +621,15 @@ class SlackStandIn:
         if parse_error:
             return _Reply.json({"ok": False, "error": parse_error})
         handler = METHODS.get(method)
-        if handler is None:
+        if handler is None and method != CONNECTIONS_OPEN:
             return _Reply.json({"ok": False, "error": "unknown_method", "req_method": method}, 404)
         auth = request.header("authorization") or ""
         token = auth[len("Bearer ") :].strip() if auth.startswith("Bearer ") else params.get("token")
         if not token:
             return _Reply.json({"ok": False, "error": "not_authed"})
+        if method == CONNECTIONS_OPEN:
+            return self._connections_open(str(token))
+        assert handler is not None
         if token != self.bot_token:
             return _Reply.json({"ok": False, "error": "invalid_auth"})
         with self._lock:
@@ -627,6 +643,17 @@ class SlackStandIn:
                 if exc.messages:
                     body["response_metadata"] = {"messages": exc.messages}
                 return _Reply.json(body)
+
+    def _connections_open(self, token: str) -> _Reply:
+        """Slack answers a bot or user token with not_allowed_token_type: only an app-level
+        token (xapp-, scope connections:write) opens a socket."""
+        with self._lock:
+            socket, app_token = self._socket, self._app_token
+        if not token.startswith("xapp-"):
+            return _Reply.json({"ok": False, "error": "not_allowed_token_type"})
+        if socket is None or token != app_token:
+            return _Reply.json({"ok": False, "error": "invalid_auth"})
+        return _Reply.json({"ok": True, "url": socket.issue_url()})
 
     def _rate_limited(self, method: str, params: dict[str, Any]) -> _Reply | None:
         if self._rate is None or method != "chat.postMessage":

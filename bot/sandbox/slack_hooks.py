@@ -28,6 +28,7 @@ class ResponseTarget:
     channel: str | None = None
     message_ts: str | None = None
     user: str | None = None
+    thread_ts: str | None = None  # a click in a thread: Slack shows the answer in that thread
 
 
 def _truthy(value: Any) -> bool:
@@ -52,7 +53,7 @@ def apply_response(ws: Workspace, target: ResponseTarget, body: dict[str, Any]) 
     if _truthy(body.get("replace_original")) and original is not None:
         replace_content(ws, original, content)
         return 200, "ok"
-    thread_ts = body.get("thread_ts")
+    thread_ts = body.get("thread_ts") or target.thread_ts
     if body.get("response_type") == "in_channel" and channel is not None:
         ws.add_message(
             channel,

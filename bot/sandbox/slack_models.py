@@ -108,6 +108,25 @@ class Message:
     def is_reply(self) -> bool:
         return self.thread_ts is not None and self.thread_ts != self.ts
 
+    def as_clicked(self, *, app_id: str, team_id: str) -> dict[str, Any]:
+        """The message as Slack embeds it in a block_actions payload (`message`): how the
+        clicks of the demo console and of the tests carry the message they were made on."""
+        out: dict[str, Any] = {
+            "bot_id": self.bot_id,
+            "type": "message",
+            "text": self.text,
+            "user": self.user,
+            "ts": self.ts,
+            "app_id": app_id,
+            "blocks": self.blocks,
+            "team": team_id,
+        }
+        if self.replies:
+            out.update({"thread_ts": self.ts, "reply_count": len(self.replies)})
+        if self.is_reply:
+            out["thread_ts"] = self.thread_ts
+        return out
+
 
 @dataclass(frozen=True)
 class Upload:

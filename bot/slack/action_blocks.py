@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.actions.changes import Change
 from bot.slack.blocks import BUTTON_TEXT, MAX_BLOCKS, SECTION_TEXT, ActionId, Message, slack_date
-from bot.text import defuse, escape, truncate
+from bot.text import code, defuse, escape, literal, preformatted, truncate
 
 __all__ = [
     "ActionButton",
@@ -95,7 +95,7 @@ def _message(fallback: str, blocks: list[dict[str, Any]]) -> Message:
 
 
 def _change_text(change: Change) -> str:
-    lines = [f"*{escape(change.headline)}*"] if change.headline else []
+    lines = [f"*{literal(change.headline)}*"] if change.headline else []
     lines += [f"• {escape(detail)}" for detail in change.details]
     if change.warning:
         lines.append(f":warning: {escape(change.warning)}")
@@ -104,7 +104,7 @@ def _change_text(change: Change) -> str:
 
 def _request_block(request: str) -> str:
     body = truncate(request, REQUEST_TEXT).replace("```", "'''")
-    return f"```{escape(body)}```"
+    return f"```{preformatted(body)}```"
 
 
 def _capital(text: str) -> str:
@@ -119,7 +119,7 @@ def confirmation_message(
     expires_at: datetime | None = None,
 ) -> Message:
     """For the requester only (ephemeral): exactly what will change, and Confirm / Cancel."""
-    title = f":warning: *Confirm: {escape(change.verb)} `{escape(change.target)}`*"
+    title = f":warning: *Confirm: {escape(change.verb)} `{code(change.target)}`*"
     blocks: list[dict[str, Any]] = [_section(f"{title}\n{_change_text(change)}")]
     if change.request and len(change.request) <= SHORT_REQUEST:
         blocks.append(_section(f"The request the bot will send:\n{_request_block(change.request)}"))
@@ -151,7 +151,7 @@ def confirmation_message(
 def dry_run_message(change: Change, *, reason: str, outcome: str) -> Message:
     """What would have happened, with the exact API request; nothing was changed."""
     text = (
-        f":test_tube: *Dry run: {escape(change.verb)} `{escape(change.target)}`* ({escape(reason)})\n"
+        f":test_tube: *Dry run: {escape(change.verb)} `{code(change.target)}`* ({escape(reason)})\n"
         f"{_change_text(change)}\n{escape(outcome)}"
     )
     blocks = [_section(text)]
@@ -172,7 +172,7 @@ def approval_request_message(
 ) -> Message:
     """Posted where the team sees it: a different permitted user approves or rejects."""
     text = (
-        f":raised_hand: <@{requester}> asks to *{escape(change.verb)} `{escape(change.target)}`*; "
+        f":raised_hand: <@{requester}> asks to *{escape(change.verb)} `{code(change.target)}`*; "
         f"it needs {escape(needs)}.\n{_change_text(change)}"
     )
     if approvals:
@@ -199,15 +199,15 @@ def approval_closed_message(change: Change, *, text: str) -> Message:
     """Replaces an approval request once it was decided, so nobody clicks it again."""
     return _message(
         f"{change.sentence()}: {text}",
-        [_section(f"*{escape(_capital(change.verb))} `{escape(change.target)}`*: {text}")],
+        [_section(f"*{escape(_capital(change.verb))} `{code(change.target)}`*: {text}")],
     )
 
 
 def refusal_message(change: Change | None, *, action: str, target: str, reasons: str) -> Message:
-    what = f"{escape(action)} `{escape(target)}`"
+    what = f"{escape(action)} `{code(target)}`"
     text = f":no_entry: *Not allowed: {what}*\n{escape(reasons)}"
     if change is not None and change.headline:
-        text += f"\n_(would have been: {escape(change.headline)})_"
+        text += f"\n_(would have been: {literal(change.headline)})_"
     return _message(f"Not allowed: {action} {target}: {reasons}", [_section(text)])
 
 
@@ -222,7 +222,7 @@ def result_message(
     """The outcome, in the incident's thread (or the channel it was asked in)."""
     emoji = ":white_check_mark:" if ok else ":x:"
     who = f"<@{actor}> " if actor else ""
-    head = f"{emoji} {who}*{escape(change.verb)} `{escape(change.target)}`*: " + ("done" if ok else "failed")
+    head = f"{emoji} {who}*{escape(change.verb)} `{code(change.target)}`*: " + ("done" if ok else "failed")
     body = f"{head}\n{escape(text)}"
     blocks = [_section(body)]
     if note:
@@ -236,7 +236,7 @@ def verification_message(change: Change, *, recovered: bool | None, text: str) -
     head = {True: "Recovered", False: "Not recovered", None: "Recovery not checked"}[recovered]
     return _message(
         f"{head} after {change.sentence()}: {text}",
-        [_section(f"{emoji} *{head}* after {escape(change.verb)} `{escape(change.target)}`: {escape(text)}")],
+        [_section(f"{emoji} *{head}* after {escape(change.verb)} `{code(change.target)}`: {escape(text)}")],
     )
 
 

@@ -32,11 +32,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import BotError
@@ -45,6 +47,7 @@ from bot.incidents.lifecycle import Actor
 from bot.slack import commands, replies
 from bot.slack.blocks import ActionId, Message
 from bot.slack.flows import SlackFlows
+from bot.slack.request_guard import VERIFIED, Refusal, read_verified_body
 
 if TYPE_CHECKING:
     from bot.services import Services
@@ -67,9 +70,18 @@ router = APIRouter()
 
 @router.post("/slack/events")
 async def slack_events(request: Request) -> Response:
+    """Only a request whose signature was verified reaches Bolt (bot/slack/request_guard.py)."""
     slack: SlackApp = request.app.state.slack
-    response: Response = await slack.handler.handle(request)
-    return response
+    try:
+        verified = await read_verified_body(request, slack.verifier)
+    except Refusal as refusal:
+        return refusal.response
+    try:
+        bolt_request = to_async_bolt_request(request, verified.text.encode(), {VERIFIED: True})
+    except Exception as exc:  # Bolt's context extraction on a signed body of an odd shape
+        logger.warning("signed Slack request Bolt cannot read", extra={"error": type(exc).__name__})
+        return Refusal(400, "not a Slack request incident-bot can read").response
+    return to_starlette_response(await slack.bolt.async_dispatch(bolt_request))
 
 
 class BotIdentity:
@@ -174,6 +186,7 @@ class SlackApp:
     identity: BotIdentity
     flows: SlackFlows
     recent: RecentRequests
+    verifier: SignatureVerifier
 
     async def aclose(self) -> None:
         await self.identity.aclose()
@@ -222,7 +235,8 @@ def build_slack_app(services: Services) -> SlackApp:
     signing_secret = settings.signing_secret()
     if not signing_secret:
         # An empty key would make every HMAC forgeable; with a random one nothing verifies.
-        logger.warning("SLACK_SIGNING_SECRET is not set: POST /slack/events refuses every request")
+        if not settings.socket_mode:
+            logger.warning("SLACK_SIGNING_SECRET is not set: POST /slack/events refuses every request")
         signing_secret = secrets.token_hex(32)
     bolt = AsyncApp(
         name="incident-bot",
@@ -248,6 +262,17 @@ def build_slack_app(services: Services) -> SlackApp:
         return await next()
 
     bolt.middleware(skip_repeats)
+
+    async def trust_the_socket(
+        req: AsyncBoltRequest, context: AsyncBoltContext, next: Callable[[], Awaitable[BoltResponse]]
+    ) -> BoltResponse:
+        # Over Socket Mode the request came down the connection the app-level token opened
+        # (Bolt checks no signature there): it is Slack's, so failures may be told to its user.
+        if req.mode == "socket_mode":
+            context[VERIFIED] = True
+        return await next()
+
+    bolt.middleware(trust_the_socket)
 
     @bolt.command(INCIDENT_COMMAND)
     async def incident_command(
@@ -327,6 +352,7 @@ def build_slack_app(services: Services) -> SlackApp:
         identity=identity,
         flows=flows,
         recent=recent,
+        verifier=SignatureVerifier(signing_secret),
     )
 
 
@@ -348,7 +374,13 @@ async def tell_user(
     error: Exception, body: dict[str, Any], context: AsyncBoltContext, respond: AsyncRespond | None
 ) -> None:
     """The one place a failure reaches a person: our errors by their message, anything else as
-    a short apology (details in the log, never a stack trace in Slack)."""
+    a short apology (details in the log, never a stack trace in Slack). Nobody is answered for a
+    request whose signature was not verified: its response_url and user are the caller's."""
+    if context.get(VERIFIED) is not True:
+        logger.error(
+            "failure on an unverified Slack request; nobody is told", extra={"error": type(error).__name__}
+        )
+        return
     if isinstance(error, commands.UsageError):
         message = replies.usage_message(error.message, error.usage)
     elif isinstance(error, BotError):

@@ -14,7 +14,7 @@ from typing import Any
 
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity
 from bot.incidents.rules import key_labels
-from bot.text import defuse, escape, slack_date, truncate
+from bot.text import bold, code, defuse, escape, literal, slack_date, truncate
 
 __all__ = [
     "ActionId",
@@ -95,7 +95,7 @@ def _status(incident: Incident) -> IncidentStatus:
 
 
 def _labels_line(labels: dict[str, str]) -> str:
-    return "  ".join(f"`{escape(name)}={escape(truncate(value, 120))}`" for name, value in key_labels(labels))
+    return "  ".join(f"`{code(name)}={code(truncate(value, 120))}`" for name, value in key_labels(labels))
 
 
 def _first_url(alerts: Sequence[Alert], annotation: str) -> str | None:
@@ -119,14 +119,14 @@ def root_message(
     resolved = len(alerts) - firing
     severity_text = severity.value.capitalize()
     if incident.severity_label and incident.severity_label.lower() != severity.value:
-        severity_text += f" (label `{escape(incident.severity_label)}`)"
+        severity_text += f" (label `{code(incident.severity_label)}`)"
     status_text = f"{STATUS_EMOJI[status]} {status.value.capitalize()}"
     if status == IncidentStatus.RESOLVED and incident.manual_resolve and firing:
         status_text += " manually, alerts still firing"
     fields = [
         f"*Status*\n{status_text}",
         f"*Severity*\n{SEVERITY_EMOJI[severity]} {severity_text}",
-        f"*Service*\n{escape(incident.service) if incident.service else '_unknown_'}",
+        f"*Service*\n{literal(incident.service) if incident.service else '_unknown_'}",
         f"*Commander*\n{f'<@{incident.commander_id}>' if incident.commander_id else '_none yet_'}",
         f"*Started*\n{slack_date(incident.started_at)}",
         f"*Alerts*\n{firing} firing, {resolved} resolved"
@@ -137,7 +137,7 @@ def root_message(
         {"type": "section", "fields": [_mrkdwn(f, FIELD_TEXT) for f in fields]},
     ]
     if incident.description:
-        blocks.append({"type": "section", "text": _mrkdwn(escape(truncate(incident.description, 1500)))})
+        blocks.append({"type": "section", "text": _mrkdwn(literal(truncate(incident.description, 1500)))})
     labels_line = _labels_line(incident.common_labels or (alerts[0].labels if alerts else {}))
     if labels_line:
         blocks.append({"type": "context", "elements": [_mrkdwn(labels_line)]})
@@ -195,12 +195,12 @@ def _button(text: str, action: ActionId, incident: Incident, *, style: str | Non
 def _alert_line(alert: Alert) -> str:
     emoji = ":red_circle:" if alert.status == AlertStatus.FIRING else ":white_check_mark:"
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
-    line = f"{emoji} *{escape(alert.alertname or 'alert')}*"
+    line = f"{emoji} {bold(alert.alertname or 'alert')}"
     labels = _labels_line(alert.labels)
     if labels:
         line += f"  {labels}"
     if summary:
-        line += f"\n      {escape(truncate(summary.splitlines()[0], 300))}"
+        line += f"\n      {literal(truncate(summary.splitlines()[0], 300))}"
     return line
 
 
@@ -247,7 +247,7 @@ def incident_resolved_message(
     who = f" by <@{by}>" if by else " (all alerts resolved)"
     text = f":white_check_mark: *{incident.key} resolved*{who}{duration}."
     if reason:
-        text += f"\n>{escape(truncate(reason, 1000))}"
+        text += f"\n>{literal(truncate(reason, 1000))}"
     return {
         "text": f"{incident.key} resolved{duration}",
         "blocks": [{"type": "section", "text": _mrkdwn(text)}],

@@ -16,7 +16,7 @@ from bot.errors import ConfigError
 from bot.incidents.models import Alert, Incident, Severity
 from bot.slack import blocks
 from bot.slack.blocks import SEVERITY_EMOJI, Message
-from bot.text import escape, mention, truncate
+from bot.text import bold, escape, mention, truncate
 
 __all__ = [
     "acknowledged",
@@ -78,8 +78,8 @@ def severity_changed(incident: Incident, by: str, old: str) -> Message:
         emoji = ""
     return _message(
         f"{incident.key} severity is now {incident.severity}",
-        f"{emoji} {mention(by)} changed the severity of {incident.key} from *{escape(old)}* "
-        f"to *{escape(incident.severity)}*. It stays there whatever the alerts say.",
+        f"{emoji} {mention(by)} changed the severity of {incident.key} from {bold(old)} "
+        f"to {bold(incident.severity)}. It stays there whatever the alerts say.",
     )
 
 

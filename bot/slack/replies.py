@@ -16,7 +16,7 @@ from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, S
 from bot.slack.blocks import SEVERITY_EMOJI, STATUS_EMOJI, Message, slack_date
 from bot.slack.commands import USAGE
 from bot.slack.notices import mention
-from bot.text import escape, truncate
+from bot.text import escape, literal, truncate
 
 __all__ = [
     "age",
@@ -71,10 +71,10 @@ def incident_line(incident: Incident, now: datetime | None = None) -> str:
     """`INC-42 · title` then status, severity, age and commander on one line."""
     commander = mention(incident.commander_id) if incident.commander_id else "_no commander_"
     return (
-        f"*{incident.key}* · {escape(truncate(incident.title, 150))}\n"
+        f"*{incident.key}* · {literal(truncate(incident.title, 150))}\n"
         f"{_status_emoji(incident)} {incident.status} · {_severity_emoji(incident)} {incident.severity}"
         f" · {age(incident.started_at, now)} old · {commander}"
-        + (f" · {escape(incident.service)}" if incident.service else "")
+        + (f" · {literal(incident.service)}" if incident.service else "")
     )
 
 
@@ -102,7 +102,7 @@ def incident_summary(
         + (" (by hand, alerts still firing)" if incident.manual_resolve and firing else ""),
         f"*Severity:* {_severity_emoji(incident)} {incident.severity}"
         + (" (set by hand)" if incident.severity_manual else ""),
-        f"*Service:* {escape(incident.service) if incident.service else '_unknown_'}",
+        f"*Service:* {literal(incident.service) if incident.service else '_unknown_'}",
         f"*Commander:* {mention(incident.commander_id) if incident.commander_id else '_none yet_'}",
         f"*Started:* {slack_date(incident.started_at)} ({age(incident.started_at, now)} ago)",
     ]
@@ -117,7 +117,7 @@ def incident_summary(
             + (f" by {mention(incident.resolved_by)}" if incident.resolved_by else "")
         )
     if incident.resolve_reason:
-        lines.append(f"*Reason:* {escape(truncate(incident.resolve_reason, 500))}")
+        lines.append(f"*Reason:* {literal(truncate(incident.resolve_reason, 500))}")
     lines.append(f"*Alerts:* {len(firing)} firing, {len(alerts) - len(firing)} resolved")
     where = []
     if incident.channel and incident.slack_ts:
@@ -127,13 +127,13 @@ def incident_summary(
     if where:
         lines.append("*Slack:* " + ", ".join(where))
     blocks = [
-        _section(f"*{incident.key}* · {escape(truncate(incident.title, 200))}"),
+        _section(f"*{incident.key}* · {literal(truncate(incident.title, 200))}"),
         _section("\n".join(lines)),
     ]
     if alerts:
         shown = [
             f"{':red_circle:' if a.status == AlertStatus.FIRING else ':white_check_mark:'} "
-            f"{escape(a.alertname or a.fingerprint)} since {slack_date(a.starts_at)}"
+            f"{literal(a.alertname or a.fingerprint)} since {slack_date(a.starts_at)}"
             for a in alerts[:10]
         ]
         if len(alerts) > 10:
@@ -148,8 +148,8 @@ def timeline_message(incident: Incident, events: Sequence[TimelineEvent]) -> Mes
     for event in shown:
         who = f"{mention(event.actor, event.actor_name)}: " if event.actor else ""
         when = slack_date(event.at, "{date_short_pretty} {time_secs}")
-        lines.append(f"{when} · {who}{escape(truncate(event.text, 400))}")
-    blocks = [_section(f"*Timeline of {incident.key}* · {escape(truncate(incident.title, 150))}")]
+        lines.append(f"{when} · {who}{literal(truncate(event.text, 400))}")
+    blocks = [_section(f"*Timeline of {incident.key}* · {literal(truncate(incident.title, 150))}")]
     if len(events) > len(shown):
         blocks.append(_section(f"_{len(events) - len(shown)} earlier events not shown; see the postmortem._"))
     chunk = ""

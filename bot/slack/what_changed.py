@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.actions.kubernetes import Revision
 from bot.slack.blocks import MAX_BLOCKS, Message, slack_date
-from bot.text import escape, truncate
+from bot.text import code, literal, truncate
 
 __all__ = ["what_changed_message"]
 
@@ -30,14 +30,14 @@ def _describe(revision: Revision) -> str:
     parts = []
     if revision.model:
         version = f" {revision.model_version}" if revision.model_version else ""
-        parts.append(f"model *{escape(revision.model)}{escape(version)}*")
+        parts.append(f"model *{literal(revision.model)}{literal(version)}*")
     elif revision.model_version:
-        parts.append(f"model version *{escape(revision.model_version)}*")
-    images = ", ".join(f"`{escape(image)}`" for image in revision.images.values())
+        parts.append(f"model version *{literal(revision.model_version)}*")
+    images = ", ".join(f"`{code(image)}`" for image in revision.images.values())
     if images:
         parts.append(images)
     if revision.change_cause:
-        parts.append(f"“{escape(truncate(revision.change_cause, 120))}”")
+        parts.append(f"“{literal(truncate(revision.change_cause, 120))}”")
     return " · ".join(parts) or "no details"
 
 
@@ -50,7 +50,7 @@ def what_changed_message(
     started_at: datetime,
     lookback: timedelta,
 ) -> Message:
-    target = f"{escape(namespace)}/{escape(name)}"
+    target = f"{literal(namespace)}/{literal(name)}"
     recent = [r for r in revisions if r.created_at is not None and r.created_at >= started_at - lookback]
     current = next((r for r in revisions if r.current), None)
     lines: list[str] = []

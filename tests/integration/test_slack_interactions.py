@@ -73,7 +73,7 @@ def test_invalid_signature_is_401_and_nothing_happens(
     click = forged.click("incident_ack", root)
 
     assert command.response.status_code == click.response.status_code == 401
-    assert command.response.json() == {"error": "invalid request"}
+    assert command.response.json() == {"error": "invalid or expired Slack signature"}
     assert bot.incident(1)["status"] == "triggered"
     assert events(bot, 1, "acknowledged") == []
     assert slack.responses() == []

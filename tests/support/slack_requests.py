@@ -105,20 +105,7 @@ def slash_command_body(
 
 
 def _message_json(message: Message) -> dict[str, Any]:
-    """The clicked message as Slack embeds it in block_actions (the bolt fixture's `message`)."""
-    out: dict[str, Any] = {
-        "bot_id": message.bot_id,
-        "type": "message",
-        "text": message.text,
-        "user": message.user,
-        "ts": message.ts,
-        "app_id": APP_ID,
-        "blocks": message.blocks,
-        "team": TEAM_ID,
-    }
-    if message.replies:
-        out.update({"thread_ts": message.ts, "reply_count": len(message.replies)})
-    return out
+    return message.as_clicked(app_id=APP_ID, team_id=TEAM_ID)
 
 
 def find_button(blocks: list[dict[str, Any]], action_id: str) -> tuple[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """The guardrails policy: loading with file:line errors, and every kind of decision.
 
-Most decisions are asked of the shipped example (manifests/policy.example.yaml), so the
+Most decisions are asked of the shipped example (manifests/base/config/policy.yaml), so the
 example stays a policy that does what its comments say. The people in it:
 on-call (S04LLMONCALL), platform leads (S04MLPLATLEADS), ML engineers (S04MLENG), AI
 operations analysts (S04AIOPS) and the head of on-call U04PLATLEAD.
@@ -26,7 +26,7 @@ from bot.actions.policy import (
 )
 from bot.errors import ConfigError, PayloadError, PolicyDenied
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "policy.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "config" / "policy.yaml"
 NOW = datetime(2025, 3, 4, 12, 0, tzinfo=UTC)
 
 ONCALL = "S04LLMONCALL"

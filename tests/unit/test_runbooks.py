@@ -558,9 +558,10 @@ def test_label_values_are_data_never_template_code(tmp_path: Path) -> None:
     assert runbook is not None
     hostile = "{{ 7*7 }}<!channel>\"&'\\"
     rendered = render_runbook(runbook, context({"alertname": "X", "model": hostile}))
-    # Slack mrkdwn: the text is shown as typed, and <!channel> cannot ping anyone.
-    assert rendered.steps == ("Model {{ 7*7 }}&lt;!channel&gt;\"&amp;'\\",)
-    assert rendered.diagnostics[0].title == "{{ 7*7 }}&lt;!channel&gt;\"&amp;'\\ queue"
+    # Slack mrkdwn: the text is shown as typed (`*` as a look-alike that cannot open bold),
+    # and <!channel> cannot ping anyone.
+    assert rendered.steps == ("Model {{ 7\u22177 }}&lt;!channel&gt;\"&amp;'\\",)
+    assert rendered.diagnostics[0].title == "{{ 7\u22177 }}&lt;!channel&gt;\"&amp;'\\ queue"
     # PromQL: the value stays inside its string literal.
     assert rendered.diagnostics[0].query == (
         'sum(queue{model="{{ 7*7 }}<!channel>\\"&\'\\\\", '
@@ -640,7 +641,7 @@ def test_author_text_becomes_safe_slack_mrkdwn(tmp_path: Path) -> None:
     )
     assert render_step(tmp_path, step, {"model": "**m**"}) == (
         "*Bold* and <https://docs.vllm.ai/x?a=1&amp;b=2|docs>, keep <https://grafana.example/d/1|Grafana>, "
-        "<!here> and `p99 &lt; 2s`; p50 &lt; 1s &amp; rising; **m**"
+        "<!here> and `p99 &lt; 2s`; p50 &lt; 1s &amp; rising; \u2217\u2217m\u2217\u2217"
     )
 
 

@@ -1,7 +1,7 @@
 """model alias moves: what the bot saw MLflow aliases point to, for "the version before"
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-06 12:00:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import bot.db
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

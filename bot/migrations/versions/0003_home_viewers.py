@@ -1,7 +1,7 @@
 """home viewers: who opened the App Home, so incident changes refresh it
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-12-06 11:25:00
 """
 
@@ -15,8 +15,8 @@ from alembic import op
 
 import bot.db
 
-revision: str = "0002"
-down_revision: str | None = "0001"
+revision: str = "0003"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
