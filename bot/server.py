@@ -163,7 +163,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else NoAlertmanager()
     )
     registry = connect_registry(settings)
-    registry_changes = RegistryChanges(engine, chat, registry)
+    registry_changes = RegistryChanges(engine, chat, config.models, registry)
     outbox.register(registry_changes.handlers())
     enrichment = Enrichment(
         engine, chat, runbooks, prometheus, workloads, also_on_open=[registry_changes.on_open]
@@ -175,6 +175,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         groups=UserGroups(chat, policy.usergroups()),
         metrics=metrics,
         wake=outbox.wake,
+        models=config.models,
         workloads=workloads,
         silences=silences,
         registry=registry,

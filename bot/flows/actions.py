@@ -83,9 +83,10 @@ from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
+from bot.kpis.models_file import ModelsFile
 from bot.metrics import BotMetrics
 from bot.registry.mlflow import REGISTRY_MISSING, ModelRegistry, NoRegistry
-from bot.registry.models import model_of_labels
+from bot.registry.models import model_of_labels, rollback_values
 from bot.slack import action_blocks as blocks
 from bot.slack.blocks import Message
 from bot.slack.usergroups import UserGroups
@@ -210,6 +211,8 @@ class ActionFlows:
     groups: UserGroups
     metrics: BotMetrics
     wake: Callable[[], None]
+    #: INCIDENT_BOT_MODELS_FILE: served model names -> registered models and serving aliases.
+    models: ModelsFile
     workloads: WorkloadsApi = field(default_factory=NoKubernetes)
     silences: Silences = field(default_factory=NoAlertmanager)
     clock: Callable[[], datetime] = utcnow
@@ -250,6 +253,8 @@ class ActionFlows:
         dry_run: bool = False,
     ) -> None:
         """One request for an action, from a button or a command, up to its first stop."""
+        if kind == ActionKind.MODEL_ROLLBACK.value:
+            raw = rollback_values(raw, self.models)
         params = parse_params(kind, raw)
         spec = spec_of(kind)
         context = await self._read(lambda s: self._context(s, params, incident_id, find_incident))
@@ -547,7 +552,7 @@ class ActionFlows:
         if incident_id is not None:
             incident = store.get_incident(session, incident_id)
         elif find_incident and isinstance(params, ModelRollbackParams):
-            incident = _incident_for_model(session, params.model)
+            incident = _incident_for_model(session, params.model, self.models)
         elif find_incident and isinstance(params, WorkloadParams):
             incident = _incident_for_target(session, params.namespace, params.deployment)
         alerts = list(store.alerts_of(session, incident.id)) if incident and incident.id is not None else []
@@ -1144,7 +1149,7 @@ def _incident_for_target(session: Session, namespace: str, deployment: str) -> I
     return found[0] if len(found) == 1 else None
 
 
-def _incident_for_model(session: Session, model: str) -> Incident | None:
+def _incident_for_model(session: Session, model: str, models: ModelsFile) -> Incident | None:
     """The one open incident whose alerts name this registered model (bot/registry/models.py);
     None when there is none or more than one."""
     rows = session.exec(
@@ -1157,7 +1162,7 @@ def _incident_for_model(session: Session, model: str) -> Incident | None:
     for incident in rows:
         assert incident.id is not None
         labels = [incident.common_labels, *(a.labels for a in store.alerts_of(session, incident.id))]
-        refs = [model_of_labels(s) for s in labels]
+        refs = [model_of_labels(s, models) for s in labels]
         if any(ref is not None and ref.name == model for ref in refs):
             found.append(incident)
     return found[0] if len(found) == 1 else None

@@ -24,6 +24,7 @@ from bot.errors import NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
 from bot.incidents import store
 from bot.incidents.models import Incident
+from bot.kpis.models_file import ModelsFile
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue, job_kind
 from bot.registry.mlflow import ModelRegistry, NoRegistry
 from bot.registry.models import model_of_labels
@@ -44,6 +45,8 @@ REGISTRY_GIVE_UP = timedelta(hours=24)
 class RegistryChanges:
     engine: Engine
     chat: SlackChat
+    #: INCIDENT_BOT_MODELS_FILE: served model names -> registered models and serving aliases.
+    models: ModelsFile
     registry: ModelRegistry = field(default_factory=NoRegistry)
 
     def handlers(self) -> dict[str, Handler]:
@@ -51,7 +54,7 @@ class RegistryChanges:
 
     def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
         """In the intake transaction: queue the look-up when a model is named and MLflow is set."""
-        if not self.registry.available or model_of_labels(labels) is None:
+        if not self.registry.available or model_of_labels(labels, self.models) is None:
             return 0
         job = enqueue(
             session,
@@ -72,7 +75,7 @@ class RegistryChanges:
         )
         if not (incident.channel and incident.slack_ts):
             return
-        ref = model_of_labels(runbook_context(incident, alerts).alert.labels)
+        ref = model_of_labels(runbook_context(incident, alerts).alert.labels, self.models)
         if ref is None:
             return
         engine, registry = self.engine, self.registry

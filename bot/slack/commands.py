@@ -240,7 +240,7 @@ class ModelRollback:
     """`/rollback model NAME[@ALIAS] [VERSION]`: version None is the one the alias had before."""
 
     model: str
-    alias: str
+    alias: str | None  # None: the models file's alias for it, else champion
     version: str | None = None
     dry_run: bool = False
 
@@ -432,7 +432,7 @@ def parse_model_rollback(words: list[str], dry_run: bool) -> ModelRollback:
         version = str(int(token))
     values: dict[str, object] = {"model": name, "alias": alias or "champion", "version": version}
     _check("model_rollback", values, ROLLBACK_USAGE)
-    return ModelRollback(name, alias or "champion", version, dry_run)
+    return ModelRollback(name, alias or None, version, dry_run)
 
 
 def parse_rollback(text: str) -> Rollback | ModelRollback:

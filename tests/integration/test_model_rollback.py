@@ -140,6 +140,34 @@ def test_on_an_incident_the_timeline_has_the_actor_and_the_thread_the_result(
     harness.wait_thread(first, f"{name}@champion: v{v2} -> v{v1}")
 
 
+def test_the_models_file_names_the_registered_model_and_the_alias_to_move(
+    tmp_path: Path, start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    # Served as `churn-svc-N`, registered as `churn-xgb-N`, served through `prod`: the file says so.
+    number = next(_names)
+    served, name = f"churn-svc-{number}", f"churn-xgb-{number}"
+    mlflow_server.create_model(name)
+    v1, _ = mlflow_server.register_version(name, {"accuracy": 0.93})
+    mlflow_server.set_alias(name, "prod", v1)
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        f"models:\n  - model: {served}\n    registered_model: {name}\n    alias: prod\n", encoding="utf-8"
+    )
+    harness = start(models_file=models)
+    incident = open_model_incident(harness, served)  # the bot sees prod at v1 ...
+    v2, _ = mlflow_server.register_version(name, {"accuracy": 0.84})
+    mlflow_server.set_alias(name, "prod", v2)  # ... then a release moves it to v2
+
+    confirmation = harness.answer(harness.command("/rollback", f"model {name}"))  # no alias given
+    assert f"{name}@prod: v{v2} -> v{v1}" in harness.text(confirmation)
+    harness.click_answer("action_confirm", confirmation)
+    wait_until(lambda: mlflow_server.alias(name, "prod") == v1, message="prod back on v1")
+    # The incident labelled with the served name is the one the rollback belongs to.
+    assert f"v{v2} -> v{v1}" in harness.wait_event(incident, ": done,")["text"]
+    record = harness.wait_record(lambda r: r.status == "succeeded")
+    assert (record.target, record.incident_id) == (f"{name}@prod", incident["id"])
+
+
 def test_a_given_version_and_a_dry_run(start: Callable[..., Harness], mlflow_server: MlflowServer) -> None:
     harness = start()
     name, v1 = churn_model(mlflow_server)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 from bot.config import Settings
 from bot.sandbox.slack_api import SlackStandIn
@@ -110,3 +111,30 @@ def test_registry_down_the_incident_posts_and_the_thread_says_why(
         assert bot.incident(1)["status"] == "triggered"
     assert "unreachable" in note
     assert nothing.removeprefix("http://") in note
+
+
+def test_a_served_name_is_mapped_to_its_registered_model_and_alias_by_the_models_file(
+    tmp_path: Path, settings_for: Callable[..., Settings], slack: SlackStandIn, mlflow_server: MlflowServer
+) -> None:
+    # Served as `churn-served` (the alert's model_name); registered in MLflow as another name,
+    # served through the `prod` alias. Only the models file knows.
+    mlflow_server.create_model("churn-registered")
+    v1, _ = mlflow_server.register_version("churn-registered", {"accuracy": 0.91})
+    v2, run2 = mlflow_server.register_version("churn-registered", {"accuracy": 0.82})
+    mlflow_server.set_alias("churn-registered", "prod", v2)
+    models = tmp_path / "models.yaml"
+    models.write_text(
+        "models:\n  - model: churn-served\n    registered_model: churn-registered\n    alias: prod\n",
+        encoding="utf-8",
+    )
+    settings = settings_for(mlflow_tracking_uri=mlflow_server.url, models_file=models)
+    with run_bot(settings) as bot:
+        assert bot.post_alert(model_alert("churn-served", group="mapped")).status_code == 200
+        texts = thread(slack, bot, 1)
+        text = wait_until(lambda: [t for t in texts() if "model registry" in t], message="registry post")[0]
+    assert "churn-registered" in text
+    assert f"`prod` points to *v{v2}*" in text
+    assert f"from run `{run2}`" in text
+    assert f"Before it: *v{v1}*" in text
+    assert "*accuracy* 0.82 now, 0.91 before" in text
+    assert f"/rollback model churn-registered@prod` moves the alias back to v{v1}" in text

@@ -11,9 +11,9 @@ from bot.slack.commands import ModelRollback, Rollback, UsageError, parse_rollba
 @pytest.mark.parametrize(
     ("text", "parsed"),
     [
-        ("model churn-xgb", ModelRollback("churn-xgb", "champion", None, False)),
+        ("model churn-xgb", ModelRollback("churn-xgb", None, None, False)),
         ("model churn-xgb@production 3", ModelRollback("churn-xgb", "production", "3", False)),
-        ("MODEL churn-xgb v12 --dry-run", ModelRollback("churn-xgb", "champion", "12", True)),
+        ("MODEL churn-xgb v12 --dry-run", ModelRollback("churn-xgb", None, "12", True)),
         ("model team/churn.xgb_2@champion", ModelRollback("team/churn.xgb_2", "champion", None, False)),
     ],
 )
