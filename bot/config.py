@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     models_file: Path | None = Field(None, validation_alias=_env("INCIDENT_BOT_MODELS_FILE"))
     kpi_digest: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_DIGEST"))
     kpi_channel: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_KPI_CHANNEL"))
+    # MLflow's model registry, with MLflow's own credential variables (unset: registry off).
+    mlflow_tracking_uri: str | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_URI"))
+    mlflow_tracking_token: SecretStr | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_TOKEN"))
+    mlflow_tracking_username: str | None = Field(None, validation_alias=_env("MLFLOW_TRACKING_USERNAME"))
+    mlflow_tracking_password: SecretStr | None = Field(
+        None, validation_alias=_env("MLFLOW_TRACKING_PASSWORD")
+    )
     # Set by Kubernetes in every pod: the bot then uses its service account (in-cluster config).
     kubernetes_service_host: str | None = Field(None, validation_alias=_env("KUBERNETES_SERVICE_HOST"))
 

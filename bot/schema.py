@@ -44,6 +44,7 @@ def register_tables() -> None:
     from bot.actions import models as _action_models  # noqa: F401
     from bot.incidents import models as _incident_models  # noqa: F401
     from bot.kpis import tables as _kpi_tables  # noqa: F401
+    from bot.registry import aliases as _alias_moves  # noqa: F401
     from bot.slack import home_viewers as _home_viewers  # noqa: F401
 
 

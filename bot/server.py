@@ -30,6 +30,7 @@ from bot.errors import ConfigError
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.flows.execution import ActionExecutor
+from bot.flows.registry_changes import RegistryChanges
 from bot.http_guards import ApiTokenGuard, CloseOnError
 from bot.intake_hooks import build_intake
 from bot.kpis.digest import DigestSchedule, run_digest_schedule
@@ -39,6 +40,7 @@ from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
+from bot.registry.mlflow import MlflowRegistry, ModelRegistry, NoRegistry
 from bot.routing import Router
 from bot.runbooks import RunbookSet, load_verified_runbooks
 from bot.schema import prepare_schema
@@ -87,6 +89,19 @@ def connect_workloads(settings: Settings) -> WorkloadsApi:
     if settings.in_cluster:
         return Workloads.from_environment(in_cluster=True)
     return NoKubernetes()
+
+
+def connect_registry(settings: Settings) -> ModelRegistry:
+    """MLflow's model registry when MLFLOW_TRACKING_URI is set (no call is made here)."""
+    if not settings.mlflow_tracking_uri:
+        return NoRegistry()
+    token, password = settings.mlflow_tracking_token, settings.mlflow_tracking_password
+    return MlflowRegistry(
+        settings.mlflow_tracking_uri,
+        token=token.get_secret_value() if token else None,
+        username=settings.mlflow_tracking_username,
+        password=password.get_secret_value() if password else None,
+    )
 
 
 def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
@@ -150,7 +165,12 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     silences: Silences = (
         AlertmanagerSilences(settings.alertmanager_url) if settings.alertmanager_url else NoAlertmanager()
     )
-    enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
+    registry = connect_registry(settings)
+    registry_changes = RegistryChanges(engine, chat, config.models, registry)
+    outbox.register(registry_changes.handlers())
+    enrichment = Enrichment(
+        engine, chat, runbooks, prometheus, workloads, also_on_open=[registry_changes.on_open]
+    )
     outbox.register(enrichment.handlers())
     actions = ActionFlows(
         engine=engine,
@@ -158,8 +178,10 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         groups=UserGroups(chat, policy.usergroups()),
         metrics=metrics,
         wake=outbox.wake,
+        models=config.models,
         workloads=workloads,
         silences=silences,
+        registry=registry,
     )
     executor = ActionExecutor(
         engine=engine,
@@ -171,6 +193,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         silences=silences,
         prometheus=prometheus,
         verify_window=timedelta(seconds=settings.verify_seconds),
+        registry=registry,
     )
     outbox.register(executor.handlers())
     kpis = KpiService(
@@ -206,6 +229,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         prometheus=prometheus,
         workloads=workloads,
         silences=silences,
+        registry=registry,
         enrichment=enrichment,
         actions=actions,
         kpis=kpis,
@@ -292,6 +316,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             services.prometheus.close()
             services.kpis.close()
             services.workloads.close()
+            services.registry.close()
             services.engine.dispose()
             logger.info("incident-bot stopped")
 

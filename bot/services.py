@@ -25,6 +25,7 @@ from bot.intake_writer import IntakeWriter
 from bot.kpis.service import KpiService
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
+from bot.registry.mlflow import ModelRegistry
 from bot.routing import Router
 from bot.runbooks import RunbookSet
 from bot.slack.chat import SlackChat
@@ -50,6 +51,7 @@ class Services:
     prometheus: Metrics
     workloads: WorkloadsApi
     silences: Silences
+    registry: ModelRegistry
     enrichment: Enrichment
     actions: ActionFlows
     kpis: KpiService

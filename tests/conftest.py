@@ -13,7 +13,7 @@ from bot.config import Settings
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import RunningBot, make_settings, run_bot
 
-pytest_plugins = ["tests.support.promstack", "tests.support.postgres"]
+pytest_plugins = ["tests.support.promstack", "tests.support.postgres", "tests.support.mlflow"]
 
 # What the shell running the tests may have set that the bot (through Settings) or the
 # libraries it uses (the Kubernetes client, MLflow) would read: each test starts without it.

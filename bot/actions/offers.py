@@ -39,6 +39,8 @@ def offer(session: Session, *, incident_id: int, action: RenderedAction, source:
     target = (
         f"{params['namespace']}/{params['deployment']}"
         if "namespace" in params and "deployment" in params
+        else f"{params['model']}@{params['alias']}"
+        if "model" in params
         else None
     )
     record = ActionRecord(

@@ -115,6 +115,7 @@ class ActionKind(StrEnum):
     SCALE = "scale"
     RESTART = "restart"
     SILENCE = "silence"
+    MODEL_ROLLBACK = "model_rollback"  # moves an MLflow registry alias back; scoped by `models`
 
 
 WORKLOAD_ACTIONS = frozenset({ActionKind.ROLLBACK, ActionKind.SCALE, ActionKind.RESTART})
@@ -124,7 +125,10 @@ _PLURAL = {
     ActionKind.SCALE: "scales",
     ActionKind.RESTART: "restarts",
     ActionKind.SILENCE: "silences",
+    ActionKind.MODEL_ROLLBACK: "model rollbacks",
 }
+# Actions with a cooldown and a target lock: those that change a running system.
+_COOLED_ACTIONS = WORKLOAD_ACTIONS | {ActionKind.MODEL_ROLLBACK}
 
 Confirm = bool | Literal["always"]
 
@@ -255,6 +259,8 @@ DeploymentGlob = Annotated[
     str, AfterValidator(_glob("deployment", _DEPLOYMENT_GLOB, "lowercase letters, digits, '-' and '.'"))
 ]
 ActionName = Annotated[ActionKind, BeforeValidator(_action_name)]
+# Registered model names (MLflow allows most characters); globs, case-sensitive.
+ModelGlob = Annotated[str, Field(min_length=1, max_length=255, pattern=r"^[A-Za-z0-9_.\-/*?\[\]!]+$")]
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
 ConfirmSetting = Annotated[Confirm, BeforeValidator(_confirm)]
 DryRunSetting = Annotated[bool | tuple[ActionKind, ...], BeforeValidator(_dry_run)]
@@ -299,8 +305,10 @@ class RuleSpec(_Spec):
     actions: tuple[ActionName, ...] = Field(min_length=1)
     users: tuple[UserId, ...] = ()
     usergroups: tuple[UserGroupId, ...] = ()
-    namespaces: tuple[NamespaceGlob, ...] = Field(min_length=1)
+    # Required by every action but model_rollback (checked below); model_rollback needs `models`.
+    namespaces: tuple[NamespaceGlob, ...] | None = Field(None, min_length=1)
     deployments: tuple[DeploymentGlob, ...] = Field(("*",), min_length=1)
+    models: tuple[ModelGlob, ...] | None = Field(None, min_length=1)
     replicas: ReplicaBounds | None = None
     max_silence_duration: Duration | None = None
     cooldown: Duration | None = None
@@ -354,6 +362,7 @@ class Rule:
     dry_run: frozenset[ActionKind]  # the actions this rule only dry-runs
     approvals: Approvals | None
     line: int | None = None
+    models: tuple[str, ...] = ()  # registered model globs, for model_rollback
 
     @property
     def label(self) -> str:
@@ -378,6 +387,8 @@ class ActionRequest:
     current_replicas: int | None = None
     duration: timedelta | None = None
     dry_run: bool = False  # the requester asked only to see the change
+    model: str | None = None  # model_rollback: "churn-xgb@champion" is model "churn-xgb"
+    alias: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -389,6 +400,8 @@ class ActionRequest:
             raise PayloadError(f"a {self.action} request needs the Slack user ID of who asks")
         if self.action in WORKLOAD_ACTIONS and not (self.namespace and self.deployment):
             raise PayloadError(f"{self.action} needs a namespace and a deployment (<namespace>/<deployment>)")
+        if self.action is ActionKind.MODEL_ROLLBACK and not self.model:
+            raise PayloadError("model_rollback needs a registered model name (NAME[@ALIAS])")
         if self.action is ActionKind.SCALE and (
             not isinstance(self.replicas, int) or isinstance(self.replicas, bool) or self.replicas < 0
         ):
@@ -416,6 +429,8 @@ class ActionRequest:
     @property
     def target(self) -> str:
         """'llm-prod/vllm-llama', or for a silence whatever of the two labels the alert has."""
+        if self.action is ActionKind.MODEL_ROLLBACK:
+            return f"{self.model}@{self.alias}" if self.alias else str(self.model)
         if self.namespace and self.deployment:
             return f"{self.namespace}/{self.deployment}"
         return self.namespace or self.deployment or "(no namespace)"
@@ -426,7 +441,7 @@ class ActionRequest:
         if self.action is ActionKind.SCALE:
             assert self.replicas is not None
             return self.current_replicas is None or self.replicas < self.current_replicas
-        return self.action in (ActionKind.ROLLBACK, ActionKind.RESTART)
+        return self.action in (ActionKind.ROLLBACK, ActionKind.RESTART, ActionKind.MODEL_ROLLBACK)
 
 
 class RefusalKind(StrEnum):
@@ -611,7 +626,7 @@ class Policy:
             )
         dry_run, dry_run_reason = self._dry_run(request, allowing)
         cooldown = timedelta(0)
-        if request.action in WORKLOAD_ACTIONS and not dry_run:
+        if request.action in _COOLED_ACTIONS and not dry_run:
             strictest = max(matching, key=lambda rule: rule.cooldown)  # the first of the longest
             cooldown = strictest.cooldown
             refusal = _cooldown_refusal(strictest, request, now, last_action_at)
@@ -645,6 +660,9 @@ class Policy:
             return _ACTOR
         if request.action not in rule.actions:
             return _ACTION
+        if request.action is ActionKind.MODEL_ROLLBACK:
+            # Models stand where namespace and deployment stand for workloads.
+            return _MATCHED if _matches_any(request.model or "", rule.models) else _NAMESPACE
         if not _matches_any(request.namespace or "", rule.namespaces):
             return _NAMESPACE
         if not _matches_any(request.deployment or "", rule.deployments):
@@ -685,7 +703,14 @@ class Policy:
             return (Refusal(RefusalKind.ACTION, message),)
         refusals: list[Refusal] = []
         for rule in rules:
-            if deepest == _NAMESPACE:
+            if deepest == _NAMESPACE and action is ActionKind.MODEL_ROLLBACK:
+                refusal = Refusal(
+                    RefusalKind.NAMESPACE,
+                    f"not allowed: {rule.label} allows {action} only on models "
+                    f"{', '.join(rule.models)}; {request.model} is not one of them",
+                    rule.label,
+                )
+            elif deepest == _NAMESPACE:
                 refusal = Refusal(
                     RefusalKind.NAMESPACE,
                     f"not allowed: {rule.label} allows {action} only in namespaces "
@@ -816,7 +841,8 @@ def _cooldown_refusal(
         RefusalKind.COOLDOWN,
         f"cooldown: last {request.action} on {request.target} was {format_duration(ago)} ago, "
         f"wait {format_duration(wait)} ({rule.label} asks for {format_duration(rule.cooldown)} "
-        f"between {_PLURAL[request.action]} of the same deployment)",
+        f"between {_PLURAL[request.action]} of the same "
+        f"{'model' if request.action is ActionKind.MODEL_ROLLBACK else 'deployment'})",
         rule.label,
     )
 
@@ -840,6 +866,18 @@ def _cross_checks(spec: PolicyFile) -> Iterator[tuple[Loc, str]]:
             seen_names.setdefault(rule.name, i)
         if not rule.users and not rule.usergroups:
             yield base, "a rule needs users or usergroups: otherwise nobody may use it"
+        if rule.namespaces is None and actions - {ActionKind.MODEL_ROLLBACK}:
+            yield (
+                (*base, "namespaces"),
+                f'required for {_list(actions - {ActionKind.MODEL_ROLLBACK})}: add namespaces: ["..."]',
+            )
+        if ActionKind.MODEL_ROLLBACK in actions and rule.models is None:
+            yield (
+                (*base, "actions"),
+                'allows model_rollback but names no models: add models: ["churn-*"] (registered model globs)',
+            )
+        if rule.models is not None and ActionKind.MODEL_ROLLBACK not in actions:
+            yield (*base, "models"), "models only apply to model_rollback, which this rule does not allow"
         if ActionKind.SCALE in actions and rule.replicas is None:
             yield (
                 (*base, "actions"),
@@ -943,8 +981,9 @@ def _resolve(index: int, spec: RuleSpec, defaults: DefaultsSpec, line: int) -> R
         actions=actions,
         users=frozenset(spec.users),
         usergroups=frozenset(spec.usergroups),
-        namespaces=spec.namespaces,
+        namespaces=spec.namespaces or (),
         deployments=spec.deployments,
+        models=spec.models or (),
         replicas=spec.replicas,
         max_silence_duration=(
             spec.max_silence_duration

@@ -27,6 +27,7 @@ __all__ = [
     "REGISTRY",
     "ActionParams",
     "ActionSpec",
+    "ModelRollbackParams",
     "RestartParams",
     "RollbackParams",
     "ScaleParams",
@@ -43,6 +44,9 @@ DeploymentName = Annotated[
     str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
 ]
 MAX_REPLICAS = 10_000
+# MLflow registered model names and aliases, as far as a label or a command can carry them.
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")]
+AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")]
 
 
 P = TypeVar("P", bound=BaseModel)
@@ -121,7 +125,21 @@ class SilenceParams(_Params):
         return timedelta(seconds=self.duration_seconds)
 
 
-ActionParams = RollbackParams | ScaleParams | RestartParams | SilenceParams
+@action(ActionKind.MODEL_ROLLBACK, verb="roll back", done="rolled back")
+class ModelRollbackParams(_Params):
+    """Move a registry alias back: to `version`, or (None) to the version it pointed to before.
+    `model` is the registered model's name, `alias` the serving alias."""
+
+    model: ModelName
+    alias: AliasName = "champion"
+    version: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,9}$")] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"{self.model}@{self.alias}"
+
+
+ActionParams = RollbackParams | ScaleParams | RestartParams | SilenceParams | ModelRollbackParams
 
 
 def spec_of(kind: str | ActionKind) -> ActionSpec:
@@ -134,6 +152,9 @@ def spec_of(kind: str | ActionKind) -> ActionSpec:
 
 def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "parameters"
+    if err["type"] == "string_pattern_mismatch" and where in ("model", "alias", "version"):
+        what = {"model": "a registered model name", "alias": "an alias", "version": "a version number"}[where]
+        return f"{where} {err['input']!r} is not {what}"
     if err["type"] == "string_pattern_mismatch":
         return (
             f"{where} {err['input']!r} is not a Kubernetes name "
@@ -150,5 +171,7 @@ def parse_params(kind: str | ActionKind, raw: Mapping[str, Any]) -> ActionParams
     except ValidationError as exc:
         problems = "; ".join(_problem(err) for err in exc.errors(include_url=False))
         raise PayloadError(f"bad {spec.noun} parameters: {problems}") from None
-    assert isinstance(params, RollbackParams | ScaleParams | RestartParams | SilenceParams)
+    assert isinstance(
+        params, RollbackParams | ScaleParams | RestartParams | SilenceParams | ModelRollbackParams
+    )
     return params

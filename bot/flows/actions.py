@@ -59,6 +59,7 @@ from bot.actions.changes import (
     silence_matches,
 )
 from bot.actions.kinds import workload_kind
+from bot.actions.kinds.model_rollback import MODEL_ROLLBACK
 from bot.actions.kubernetes import (
     KUBERNETES_MISSING,
     NoKubernetes,
@@ -68,8 +69,10 @@ from bot.actions.models import ActionRecord, ActionStatus
 from bot.actions.policy import ActionKind, ActionRequest, Decision, Policy, can_approve
 from bot.actions.registry import (
     ActionParams,
+    ModelRollbackParams,
     ScaleParams,
     SilenceParams,
+    WorkloadParams,
     parse_params,
     spec_of,
 )
@@ -80,7 +83,10 @@ from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
+from bot.kpis.models_file import ModelsFile
 from bot.metrics import BotMetrics
+from bot.registry.mlflow import REGISTRY_MISSING, ModelRegistry, NoRegistry
+from bot.registry.models import model_of_labels, rollback_values
 from bot.slack import action_blocks as blocks
 from bot.slack.blocks import Message
 from bot.slack.usergroups import UserGroups
@@ -116,6 +122,8 @@ def _policy_request(record: ActionRecord, actor: str) -> ActionRequest:
         return ActionRequest.for_silence(
             actor, plan.get("scope") or {}, duration=timedelta(seconds=int(params.get("duration_seconds", 0)))
         )
+    if kind is ActionKind.MODEL_ROLLBACK:
+        return ActionRequest(kind, actor, None, None, model=params.get("model"), alias=params.get("alias"))
     return ActionRequest(
         kind,
         actor,
@@ -203,9 +211,12 @@ class ActionFlows:
     groups: UserGroups
     metrics: BotMetrics
     wake: Callable[[], None]
+    #: INCIDENT_BOT_MODELS_FILE: served model names -> registered models and serving aliases.
+    models: ModelsFile
     workloads: WorkloadsApi = field(default_factory=NoKubernetes)
     silences: Silences = field(default_factory=NoAlertmanager)
     clock: Callable[[], datetime] = utcnow
+    registry: ModelRegistry = field(default_factory=NoRegistry)
 
     # ================================================================= entry points
     async def offer_clicked(self, offer_id: str, who: Invocation, answer: Answer | None) -> None:
@@ -242,6 +253,8 @@ class ActionFlows:
         dry_run: bool = False,
     ) -> None:
         """One request for an action, from a button or a command, up to its first stop."""
+        if kind == ActionKind.MODEL_ROLLBACK.value:
+            raw = rollback_values(raw, self.models)
         params = parse_params(kind, raw)
         spec = spec_of(kind)
         context = await self._read(lambda s: self._context(s, params, incident_id, find_incident))
@@ -277,6 +290,8 @@ class ActionFlows:
             missing = KUBERNETES_MISSING
         elif isinstance(params, SilenceParams) and not self.silences.available:
             missing = SILENCES_MISSING
+        elif isinstance(params, ModelRollbackParams) and not self.registry.available:
+            missing = REGISTRY_MISSING
         if missing is not None:
             await self._finish_new(who, answer, base, ActionStatus.FAILED, missing, None)
             return
@@ -536,7 +551,9 @@ class ActionFlows:
         incident: Incident | None = None
         if incident_id is not None:
             incident = store.get_incident(session, incident_id)
-        elif find_incident and not isinstance(params, SilenceParams):
+        elif find_incident and isinstance(params, ModelRollbackParams):
+            incident = _incident_for_model(session, params.model, self.models)
+        elif find_incident and isinstance(params, WorkloadParams):
             incident = _incident_for_target(session, params.namespace, params.deployment)
         alerts = list(store.alerts_of(session, incident.id)) if incident and incident.id is not None else []
         return _Context(incident, alerts)
@@ -592,6 +609,9 @@ class ActionFlows:
                 "created_by": author,
                 "comment": comment,
             }
+        if isinstance(params, ModelRollbackParams):
+            engine, registry = self.engine, self.registry
+            return await anyio.to_thread.run_sync(lambda: MODEL_ROLLBACK.plan(engine, registry, params))
         workloads, kind = self.workloads, workload_kind(record.kind)
         return await anyio.to_thread.run_sync(lambda: kind.plan(workloads, params, now))
 
@@ -608,7 +628,9 @@ class ActionFlows:
         reason = decision.dry_run_reason or "dry run"
         outcome = "The bot would send this request; nothing was sent."
         result: dict[str, Any] = {}
-        if not isinstance(params, SilenceParams):
+        if isinstance(params, ModelRollbackParams):
+            outcome = "MLflow has no dry run: the bot would send this request; nothing was sent."
+        elif not isinstance(params, SilenceParams):
             workloads = self.workloads
             try:
                 kind, plan = workload_kind(record.kind), record.plan
@@ -1123,6 +1145,25 @@ def _incident_for_target(session: Session, namespace: str, deployment: str) -> I
         assert incident.id is not None
         labels = [incident.common_labels, *(a.labels for a in store.alerts_of(session, incident.id))]
         if any(s.get("namespace") == namespace and s.get("deployment") == deployment for s in labels):
+            found.append(incident)
+    return found[0] if len(found) == 1 else None
+
+
+def _incident_for_model(session: Session, model: str, models: ModelsFile) -> Incident | None:
+    """The one open incident whose alerts name this registered model (bot/registry/models.py);
+    None when there is none or more than one."""
+    rows = session.exec(
+        select(Incident)
+        .where(Incident.status != IncidentStatus.RESOLVED)
+        .order_by(col(Incident.id).desc())
+        .limit(200)
+    ).all()
+    found = []
+    for incident in rows:
+        assert incident.id is not None
+        labels = [incident.common_labels, *(a.labels for a in store.alerts_of(session, incident.id))]
+        refs = [model_of_labels(s, models) for s in labels]
+        if any(ref is not None and ref.name == model for ref in refs):
             found.append(incident)
     return found[0] if len(found) == 1 else None
 

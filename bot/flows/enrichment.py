@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -105,6 +105,8 @@ class Enrichment:
     runbooks: RunbookSet
     metrics: Metrics = field(default_factory=NoPrometheus)
     workloads: WorkloadsApi = field(default_factory=NoKubernetes)
+    # More enrichment queued at intake by other modules (the model registry's what changed).
+    also_on_open: Sequence[Callable[[Session, Incident, dict[str, str]], int]] = ()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -134,6 +136,8 @@ class Enrichment:
             jobs += self._enqueue(session, DIAGNOSTICS, incident, lane="diagnostics", priority=4)
         if self.workloads.available and labels.get("namespace") and labels.get("deployment"):
             jobs += self._enqueue(session, WHAT_CHANGED, incident, lane="k8s", priority=4)
+        for hook in self.also_on_open:
+            jobs += hook(session, incident, labels)
         return jobs
 
     @staticmethod

@@ -35,14 +35,17 @@ from sqlmodel import Session
 from bot.actions import store as action_store
 from bot.actions.changes import Change
 from bot.actions.kinds import Outcome, workload_kind
+from bot.actions.kinds.model_rollback import MODEL_ROLLBACK
 from bot.actions.kubernetes import (
     KUBERNETES_MISSING,
     NoKubernetes,
     WorkloadsApi,
 )
 from bot.actions.models import ActionRecord, ActionStatus
+from bot.actions.policy import ActionKind
 from bot.actions.recovery import RecoveryCheck, figure_of, recovery_check
 from bot.actions.registry import (
+    ModelRollbackParams,
     SilenceParams,
     parse_params,
     spec_of,
@@ -58,6 +61,7 @@ from bot.incidents.lifecycle import Actor
 from bot.incidents.models import AlertStatus, IncidentStatus
 from bot.metrics import BotMetrics
 from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue
+from bot.registry.mlflow import REGISTRY_MISSING, ModelRegistry, NoRegistry
 from bot.runbooks import RunbookRenderError, RunbookSet, render_runbook
 from bot.slack import action_blocks as blocks
 from bot.slack.chat import SlackChat
@@ -98,6 +102,7 @@ class ActionExecutor:
     prometheus: Metrics = field(default_factory=NoPrometheus)
     verify_window: timedelta = timedelta(minutes=10)
     clock: Callable[[], datetime] = utcnow
+    registry: ModelRegistry = field(default_factory=NoRegistry)
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -120,7 +125,7 @@ class ActionExecutor:
             self.prometheus.available
             and self.verify_window > timedelta(0)
             and record.incident_id is not None
-            and spec_of(record.kind).workload
+            and (spec_of(record.kind).workload or record.kind == ActionKind.MODEL_ROLLBACK.value)
         ):
             check = await self._db(lambda s: self._recovery_check(s, record))
             if check is not None:
@@ -168,6 +173,13 @@ class ActionExecutor:
         plan = record.plan or {}
         if isinstance(params, SilenceParams):
             return await self._silence(record, params, resumed)
+        if isinstance(params, ModelRollbackParams):
+            engine, registry, actor = self.engine, self.registry, record.requested_by or ""
+            if not registry.available:
+                return Outcome(False, REGISTRY_MISSING)
+            return await anyio.to_thread.run_sync(
+                lambda: MODEL_ROLLBACK.execute(engine, registry, params, plan, actor)
+            )
         workloads = self.workloads
         if not workloads.available:
             return Outcome(False, KUBERNETES_MISSING)

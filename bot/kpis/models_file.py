@@ -18,7 +18,13 @@ models:
     gpu_hour_usd: 2.5
     queries:                                 # {window} is replaced by the window, e.g. 7d
       drift_score: max(last_over_time(my_drift{model="llama"}[{window}]))
+  - model: churn                             # the served name, as in the alerts' labels
+    registered_model: churn-xgb              # its MLflow registered model, when the name differs
+    alias: prod                              # the serving alias (default champion)
 ```
+
+`registered_model` and `alias` tell the model registry work (bot/registry/models.py) which
+MLflow registered model an incident is about and which alias `/rollback model` moves.
 """
 
 from __future__ import annotations
@@ -46,6 +52,9 @@ KPI_NAMES = (
 )
 _OWNER = re.compile(r"^[UWS][A-Z0-9]{2,}$")
 _CHANNEL = re.compile(r"^[CG][A-Z0-9]{2,}$")
+# As bot/registry/models.py accepts them from labels and commands.
+_REGISTERED = r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$"
+_ALIAS = r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$"
 
 
 class ModelsFileError(ConfigError):
@@ -74,6 +83,13 @@ class ModelSpec(BaseModel):
     slo: Slo = Field(default_factory=Slo)
     gpu_hour_usd: float | None = Field(None, gt=0)
     queries: dict[str, str] = Field(default_factory=dict)
+    registered_model: str | None = Field(None, pattern=_REGISTERED)
+    alias: str = Field("champion", pattern=_ALIAS)
+
+    @property
+    def registered_name(self) -> str:
+        """The MLflow registered model: `registered_model`, else the served name itself."""
+        return self.registered_model or self.model
 
     @field_validator("owners")
     @classmethod

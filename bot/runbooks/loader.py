@@ -29,6 +29,7 @@ from bot.runbooks.matchers import Matcher, Specificity, matches_all, parse_match
 from bot.runbooks.schema import (
     ActionSpec,
     ExampleAlert,
+    ModelRollbackActionSpec,
     RestartActionSpec,
     RollbackActionSpec,
     RunbookSpec,
@@ -237,6 +238,11 @@ def _action_fields(index: int, action: ActionSpec) -> Iterator[tuple[tuple[str |
         yield (*base, "revision"), action.revision, "raw"
     if isinstance(action, ScaleActionSpec) and isinstance(action.replicas, str):
         yield (*base, "replicas"), action.replicas, "raw"
+    if isinstance(action, ModelRollbackActionSpec):
+        yield (*base, "model"), action.model, "raw"
+        yield (*base, "alias"), action.alias, "raw"
+        if isinstance(action.version, str):
+            yield (*base, "version"), action.version, "raw"
     if isinstance(action, SilenceActionSpec):
         if is_template(action.duration):
             yield (*base, "duration"), action.duration, "raw"
@@ -251,6 +257,7 @@ _ACTION_MODELS: dict[str, type[BaseModel]] = {
     "scale": ScaleActionSpec,
     "restart": RestartActionSpec,
     "silence": SilenceActionSpec,
+    "model_rollback": ModelRollbackActionSpec,
 }
 
 

@@ -32,6 +32,8 @@ from bot.runbooks.loader import Runbook
 from bot.runbooks.matchers import parse_matchers
 from bot.runbooks.schema import (
     ExampleAlert,
+    ModelRollbackActionSpec,
+    ModelRollbackParams,
     RestartActionSpec,
     RestartParams,
     RollbackActionSpec,
@@ -40,7 +42,10 @@ from bot.runbooks.schema import (
     ScaleParams,
     SilenceActionSpec,
     SilenceParams,
+    check_alias,
     check_deployment,
+    check_model,
+    check_model_version,
     check_namespace,
     check_replicas,
     check_revision,
@@ -139,12 +144,12 @@ class RenderedLink:
     url: str
 
 
-ActionParams = RollbackParams | ScaleParams | RestartParams | SilenceParams
+ActionParams = RollbackParams | ScaleParams | RestartParams | SilenceParams | ModelRollbackParams
 
 
 @dataclass(frozen=True)
 class RenderedAction:
-    action: Literal["rollback", "scale", "restart", "silence"]
+    action: Literal["rollback", "scale", "restart", "silence", "model_rollback"]
     label: str  # plain text, at most 75 characters (Slack button)
     params: ActionParams
 
@@ -316,6 +321,13 @@ class _Renderer:
             elif len(self.errors) == errors_before:
                 params = RestartParams(namespace=namespace, deployment=deployment)
                 label = label or f"Restart {deployment}"
+        elif isinstance(spec, ModelRollbackActionSpec):
+            model = self._param(i, "model", spec.model, check_model)
+            alias = self._param(i, "alias", spec.alias, check_alias)
+            version = self._param(i, "version", spec.version, check_model_version)
+            if len(self.errors) == errors_before:
+                params = ModelRollbackParams(model=model, alias=alias, version=version)
+                label = label or f"Roll back {model}@{alias}"
         elif isinstance(spec, SilenceActionSpec):
             loc: tuple[str | int, ...] = ("actions", i, "duration")
             duration_text = self.text(loc) if loc in self.runbook.templates else spec.duration

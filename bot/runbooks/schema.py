@@ -31,6 +31,8 @@ __all__ = [
     "DiagnosticSpec",
     "ExampleAlert",
     "LinkSpec",
+    "ModelRollbackActionSpec",
+    "ModelRollbackParams",
     "RestartActionSpec",
     "RestartParams",
     "RollbackActionSpec",
@@ -121,6 +123,31 @@ def check_silence_duration(value: str) -> timedelta:
     return duration
 
 
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")
+_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")
+
+
+def check_model(value: str) -> str:
+    if not _MODEL_NAME.match(value):
+        raise ValueError(
+            f"model {value!r} is not a registered model name (letters, digits, '_', '-', '.', '/')"
+        )
+    return value
+
+
+def check_alias(value: str) -> str:
+    if not _ALIAS.match(value):
+        raise ValueError(f"alias {value!r} is not a model registry alias (letters, digits, '_' and '-')")
+    return value
+
+
+def check_model_version(value: object) -> str:
+    version = _whole_number(str(value).strip().lower().removeprefix("v"), "version")
+    if version < 1:
+        raise ValueError(f"version must be 1 or more, got {version}")
+    return str(version)
+
+
 def check_url(value: str) -> str:
     if not re.match(r"^https?://[^\s<>|]+$", value):
         raise ValueError(f"url {value!r} must be an http:// or https:// URL without spaces, '<', '>' or '|'")
@@ -148,6 +175,14 @@ class ScaleParams(_Params):
 class RestartParams(_Params):
     namespace: str
     deployment: str
+
+
+class ModelRollbackParams(_Params):
+    """`version` None: the version the alias pointed to before."""
+
+    model: str
+    alias: str = "champion"
+    version: str | None = None
 
 
 class SilenceParams(_Params):
@@ -284,6 +319,37 @@ class RestartActionSpec(_WorkloadActionSpec):
     action: Literal["restart"]
 
 
+class ModelRollbackActionSpec(_ActionSpec):
+    """Move a model registry (MLflow) alias back: for a bad model version released through
+    the registry. Needs MLFLOW_TRACKING_URI."""
+
+    action: Literal["model_rollback"]
+    model: str = Field(
+        min_length=1, description="Registered model name (template, e.g. '{{ labels.model_name }}')."
+    )
+    alias: str = Field("champion", min_length=1, description="The serving alias (template).")
+    version: int | str | None = Field(
+        None, description="Version to return to; the one the alias pointed to before if omitted."
+    )
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        return check_model(value) if _literal(value) else value
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str) -> str:
+        return check_alias(value) if _literal(value) else value
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int | str | None) -> int | str | None:
+        if value is None or (isinstance(value, str) and is_template(value)):
+            return value
+        return check_model_version(value)
+
+
 class SilenceActionSpec(_ActionSpec):
     """Silence the incident's alerts in Alertmanager for `duration`."""
 
@@ -300,7 +366,9 @@ class SilenceActionSpec(_ActionSpec):
 
 
 ActionSpec = Annotated[
-    Union[RollbackActionSpec, ScaleActionSpec, RestartActionSpec, SilenceActionSpec],  # noqa: UP007
+    Union[  # noqa: UP007
+        RollbackActionSpec, ScaleActionSpec, RestartActionSpec, SilenceActionSpec, ModelRollbackActionSpec
+    ],
     Field(discriminator="action"),
 ]
 

@@ -30,7 +30,7 @@ ROLLBACK_COMMAND = "/rollback"
 SCALE_COMMAND = "/scale"
 RUNBOOK_BUTTONS = re.compile(rf"^{re.escape(ActionId.RUNBOOK_ACTION.value)}:\d+$")
 
-ParsedCommand = TypeVar("ParsedCommand", commands.Rollback, commands.Scale)
+ParsedCommand = TypeVar("ParsedCommand", commands.Rollback | commands.ModelRollback, commands.Scale)
 ButtonStep = Callable[[str, Invocation, Answer | None], Awaitable[None]]
 
 
@@ -64,7 +64,7 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
             flows,
             ROLLBACK_COMMAND,
             commands.parse_rollback,
-            lambda p: {"namespace": p.namespace, "deployment": p.deployment, "revision": p.revision},
+            _rollback_params,
         )
     )
     bolt.command(SCALE_COMMAND)(
@@ -89,6 +89,12 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
         bolt.action(action_id)(_button_listener(step))
 
 
+def _rollback_params(p: commands.Rollback | commands.ModelRollback) -> dict[str, Any]:
+    if isinstance(p, commands.ModelRollback):
+        return {"model": p.model, "alias": p.alias, "version": p.version}
+    return {"namespace": p.namespace, "deployment": p.deployment, "revision": p.revision}
+
+
 def _workload_command(
     flows: ActionFlows,
     name: str,
@@ -109,7 +115,7 @@ def _workload_command(
             return
         await ack()
         work = flows.request(
-            kind,
+            "model_rollback" if isinstance(parsed, commands.ModelRollback) else kind,
             params(parsed),
             _command_invocation(command),
             _answer(respond),

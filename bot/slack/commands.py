@@ -46,6 +46,7 @@ __all__ = [
     "UsageError",
     "parse",
     "parse_incident_id",
+    "parse_model_rollback",
     "parse_rollback",
     "parse_scale",
     "parse_user",
@@ -103,7 +104,9 @@ USAGE = "Usage: `/incident <subcommand>`. IDs look like `INC-42` (or just `42`).
 ROLLBACK_USAGE = (
     "Usage: `/rollback <namespace>/<deployment> [revision] [--dry-run]`, e.g. "
     "`/rollback llm-prod/vllm-llama` (the previous revision, like `kubectl rollout undo`) or "
-    "`/rollback llm-prod/vllm-llama 12`."
+    "`/rollback llm-prod/vllm-llama 12`; a model in the registry: "
+    "`/rollback model <name>[@<alias>] [version] [--dry-run]`, e.g. `/rollback model churn-xgb@champion` "
+    "(the version the alias pointed to before; the alias defaults to `champion`)."
 )
 SCALE_USAGE = (
     "Usage: `/scale <namespace>/<deployment> <replicas> [--dry-run]`, e.g. `/scale llm-prod/vllm-llama 4`."
@@ -229,6 +232,16 @@ class Rollback:
     namespace: str
     deployment: str
     revision: int | None = None
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class ModelRollback:
+    """`/rollback model NAME[@ALIAS] [VERSION]`: version None is the one the alias had before."""
+
+    model: str
+    alias: str | None  # None: the models file's alias for it, else champion
+    version: str | None = None
     dry_run: bool = False
 
 
@@ -401,9 +414,32 @@ def _check(kind: str, values: dict[str, object], usage: str) -> None:
         raise UsageError(text[:1].upper() + text[1:] + ".", usage=usage) from None
 
 
-def parse_rollback(text: str) -> Rollback:
-    """`/rollback` text: `<namespace>/<deployment> [revision] [--dry-run]`."""
+def parse_model_rollback(words: list[str], dry_run: bool) -> ModelRollback:
+    """After `model`: `NAME[@ALIAS] [VERSION]`."""
+    if not words or len(words) > 2:
+        problem = (
+            "`/rollback model` needs a model name"
+            if not words
+            else "`/rollback model` takes at most a version"
+        )
+        raise UsageError(f"{problem}.", usage=ROLLBACK_USAGE)
+    name, _, alias = unescape(words[0]).partition("@")
+    version = None
+    if len(words) == 2:
+        token = words[1].lower().removeprefix("v")
+        if not token.isdigit() or int(token) < 1:
+            raise UsageError(f"`{_quote(words[1])}` is not a model version number.", usage=ROLLBACK_USAGE)
+        version = str(int(token))
+    values: dict[str, object] = {"model": name, "alias": alias or "champion", "version": version}
+    _check("model_rollback", values, ROLLBACK_USAGE)
+    return ModelRollback(name, alias or None, version, dry_run)
+
+
+def parse_rollback(text: str) -> Rollback | ModelRollback:
+    """`/rollback` text: `<namespace>/<deployment> [revision] [--dry-run]`, or `model ...`."""
     words, dry_run = _flags(text.split())
+    if words and words[0].lower() == "model":
+        return parse_model_rollback(words[1:], dry_run)
     if not words or len(words) > 2:
         problem = "`/rollback` needs a deployment" if not words else "`/rollback` takes at most a revision"
         raise UsageError(f"{problem}.", usage=ROLLBACK_USAGE)

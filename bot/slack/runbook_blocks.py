@@ -13,7 +13,7 @@ from bot.text import defuse, truncate
 
 __all__ = ["runbook_message"]
 
-DESTRUCTIVE = frozenset({"rollback", "restart"})
+DESTRUCTIVE = frozenset({"rollback", "restart", "model_rollback"})
 MAX_BUTTONS = 5
 
 

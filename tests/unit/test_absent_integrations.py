@@ -29,6 +29,9 @@ def test_absent_integrations_are_null_objects_that_name_the_missing_setting(tmp_
         assert not services.prometheus.available
         assert not services.workloads.available
         assert not services.silences.available
+        assert not services.registry.available
+        with pytest.raises(ConfigError, match="model registry is not configured: set MLFLOW_TRACKING_URI"):
+            services.registry.model("churn-xgb")
         with pytest.raises(UpstreamError, match="PROMETHEUS_URL is not set"):
             services.prometheus.query("up")
         with pytest.raises(

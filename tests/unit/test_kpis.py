@@ -68,6 +68,14 @@ def test_a_valid_models_file_loads() -> None:
         ),
         (GOOD.replace("uptime_pct: 99.5", "uptime_pct: 101"), "models.yaml:7: models[0].slo.uptime_pct"),
         ("models:\n  - namespace: x\n", "models.yaml:2: models[0]: missing required key 'model'"),
+        (
+            "models:\n  - model: churn\n    registered_model: [churn-xgb]\n",
+            "models.yaml:3: models[0].registered_model: expected text, found a list",
+        ),
+        (
+            "models:\n  - model: churn\n    alias: '@prod'\n",
+            "models.yaml:3: models[0].alias: String should match pattern",
+        ),
         ("models: [\n", "models.yaml:2: invalid YAML"),
         ("- a\n", "models.yaml:1: expected a mapping with 'models:'"),
         (

@@ -114,7 +114,13 @@ def test_the_example_policy_loads(example: Policy) -> None:
 
 
 def test_action_names_are_one_enum_for_the_whole_bot() -> None:
-    assert [kind.value for kind in ActionKind] == ["rollback", "scale", "restart", "silence"]
+    assert [kind.value for kind in ActionKind] == [
+        "rollback",
+        "scale",
+        "restart",
+        "silence",
+        "model_rollback",
+    ]
     assert ActionKind("scale") is ActionKind.SCALE
 
 
@@ -122,7 +128,9 @@ def test_without_a_policy_file_every_action_is_refused_saying_how_to_allow_it() 
     policy = Policy.load(None)
     assert not policy.configured
     for action in ActionKind:
-        decision = decide(policy, ActionRequest(action, ALICE, "llm-prod", "vllm", replicas=2))
+        decision = decide(
+            policy, ActionRequest(action, ALICE, "llm-prod", "vllm", replicas=2, model="churn-xgb")
+        )
         assert not decision.allowed
         assert [r.kind for r in decision.refusals] == [RefusalKind.NO_POLICY]
         assert decision.message == NO_POLICY_MESSAGE
@@ -192,7 +200,7 @@ rules:
         pytest.param(
             RULE.replace("[rollback, scale]", "[rolback, scale]"),
             "policy.yaml:3: rules[0].actions[0]: unknown action 'rolback'; did you mean 'rollback'? "
-            "(actions: rollback, scale, restart, silence)",
+            "(actions: rollback, scale, restart, silence, model_rollback)",
             id="unknown-action",
         ),
         pytest.param(
@@ -341,7 +349,7 @@ rules:
         ),
         pytest.param(
             RULE.replace('    namespaces: ["llm-*"]\n', ""),
-            "policy.yaml:2: rules[0]: missing required key 'namespaces'",
+            'policy.yaml:2: rules[0].namespaces: required for rollback, scale: add namespaces: ["..."]',
             id="missing-namespaces",
         ),
         pytest.param(

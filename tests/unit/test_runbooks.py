@@ -396,7 +396,8 @@ MISTAKES = [
     ),
     pytest.param(
         edit(15, "  - {action: reboot, namespace: prod}"),
-        "15: actions[0].action: unknown action 'reboot'; expected one of: rollback, scale, restart, silence",
+        "15: actions[0].action: unknown action 'reboot'; "
+        "expected one of: rollback, scale, restart, silence, model_rollback",
         id="unknown-action",
     ),
     pytest.param(

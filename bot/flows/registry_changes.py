@@ -1,0 +1,140 @@
+"""'What changed in the model registry', posted in an incident's thread when the alert names
+a model and MLFLOW_TRACKING_URI is set: the serving alias, its version and the version before,
+with their runs' metrics side by side.
+
+Queued at intake (no I/O there), run by an outbox worker in a lane of its own. MLflow down:
+the thread says so once and the job tries again with growing pauses for a day, as diagnostics
+do for Prometheus; a model MLflow does not know is said in the thread and not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import anyio
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from bot.db import utcnow
+from bot.errors import NotFound, RetryableUpstreamError, UpstreamError
+from bot.flows.enrichment import runbook_context
+from bot.incidents import store
+from bot.incidents.models import Incident
+from bot.kpis.models_file import ModelsFile
+from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue, job_kind
+from bot.registry.mlflow import ModelRegistry, NoRegistry
+from bot.registry.models import model_of_labels
+from bot.registry.snapshot import read_snapshot
+from bot.slack.chat import SlackChat
+from bot.slack.registry_blocks import registry_message
+from bot.text import escape, truncate
+
+__all__ = ["REGISTRY_CHANGED", "REGISTRY_GIVE_UP", "RegistryChanges"]
+
+logger = logging.getLogger(__name__)
+
+REGISTRY_CHANGED = job_kind("registry.what_changed")
+REGISTRY_GIVE_UP = timedelta(hours=24)
+
+
+@dataclass
+class RegistryChanges:
+    engine: Engine
+    chat: SlackChat
+    #: INCIDENT_BOT_MODELS_FILE: served model names -> registered models and serving aliases.
+    models: ModelsFile
+    registry: ModelRegistry = field(default_factory=NoRegistry)
+
+    def handlers(self) -> dict[str, Handler]:
+        return {REGISTRY_CHANGED: self.what_changed}
+
+    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
+        """In the intake transaction: queue the look-up when a model is named and MLflow is set."""
+        if not self.registry.available or model_of_labels(labels, self.models) is None:
+            return 0
+        job = enqueue(
+            session,
+            REGISTRY_CHANGED,
+            incident_id=incident.id,
+            lane="registry",
+            priority=4,
+            needs_root=True,
+            dedupe_key=f"{REGISTRY_CHANGED}:{incident.id}",
+        )
+        return 1 if job is not None else 0
+
+    async def what_changed(self, job: ClaimedJob) -> None:
+        if not self.registry.available:
+            return
+        incident, alerts = await anyio.to_thread.run_sync(
+            store.load_with_alerts, self.engine, job.incident_id
+        )
+        if not (incident.channel and incident.slack_ts):
+            return
+        ref = model_of_labels(runbook_context(incident, alerts).alert.labels, self.models)
+        if ref is None:
+            return
+        engine, registry = self.engine, self.registry
+        try:
+            snap = await anyio.to_thread.run_sync(lambda: read_snapshot(engine, registry, ref))
+        except NotFound as exc:
+            await self._say(job, incident, f":card_index_box: Model registry: {escape(exc.message)}.")
+            return
+        except RetryableUpstreamError as exc:
+            if utcnow() - job.created_at >= REGISTRY_GIVE_UP:
+                await self._say(
+                    job,
+                    incident,
+                    f":card_index_box: The model registry could not be read for a day, giving up: "
+                    f"{escape(exc.message)}",
+                )
+                return
+            payload = dict(job.payload)
+            if not payload.get("told_waiting"):
+                await self._say(
+                    job,
+                    incident,
+                    f":hourglass: What changed in the model registry is waiting for MLflow: "
+                    f"{escape(exc.message)}. It will be posted here when MLflow answers.",
+                )
+                payload["told_waiting"] = True
+            tries = int(payload.get("tries", 0)) + 1
+            payload["tries"] = tries
+            raise Reschedule(
+                min(600.0, 15.0 * 2 ** min(tries - 1, 6)), payload=payload, note="waiting for MLflow"
+            ) from None
+        except UpstreamError as exc:
+            await self._say(
+                job, incident, f":card_index_box: The model registry could not be read: {escape(exc.message)}"
+            )
+            return
+        message = registry_message(incident.key, snap, started_at=incident.started_at)
+        await self._post_once(job, incident, message, "registry")
+
+    async def _say(self, job: ClaimedJob, incident: Incident, text: str) -> None:
+        message = {
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}],
+        }
+        await self._post_once(job, incident, message, "note-" + _slug(text[:40]))
+
+    async def _post_once(
+        self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: str
+    ) -> None:
+        """Once per job even across retries: a retried job looks for its marker first."""
+        assert incident.channel
+        assert incident.slack_ts
+        marker = {"incident": incident.key, "job": job.id, "part": part}
+        if job.attempts > 1 and await self.chat.find_posted(
+            incident.channel, marker, thread_ts=incident.slack_ts
+        ):
+            return
+        await self.chat.post(incident.channel, message, thread_ts=incident.slack_ts, marker=marker)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "note"
