@@ -35,7 +35,8 @@ def models(tmp_path: Path) -> Iterator[dict[tuple[str, str], dict[str, Any]]]:
                     ready = found and all(m["requests_per_second"] for m in found.values())
                     return found if ready else None
 
-                yield poll_until(served, timeout=30, what="every model with a request rate", interval=1.0)
+                # Two scrapes make a rate; a loaded machine may need several KPI rounds to answer in full.
+                yield poll_until(served, timeout=90, what="every model with a request rate", interval=1.0)
         finally:
             prometheus.stop()
 
