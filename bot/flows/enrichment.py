@@ -163,34 +163,24 @@ class Enrichment:
 
     async def _say(self, job: ClaimedJob, incident: Incident, text: str) -> None:
         """A short note in the thread, once per job even across retries."""
-        assert incident.channel
-        assert incident.slack_ts
-        marker = {"incident": incident.key, "job": job.id, "note": _slug(text[:40])}
-        if job.attempts > 1 and await self.chat.find_posted(
-            incident.channel, marker, thread_ts=incident.slack_ts
-        ):
-            return
-        await self.chat.post(
-            incident.channel,
-            {
-                "text": text,
-                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}],
-            },
-            thread_ts=incident.slack_ts,
-            marker=marker,
-        )
+        message = {
+            "text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}],
+        }
+        await self._post_once(job, incident, message, {"note": _slug(text[:40])})
 
     async def _post_once(
-        self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: str
+        self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: dict[str, str]
     ) -> None:
         assert incident.channel
         assert incident.slack_ts
-        marker = {"incident": incident.key, "job": job.id, "part": part}
-        if job.attempts > 1 and await self.chat.find_posted(
-            incident.channel, marker, thread_ts=incident.slack_ts
-        ):
-            return
-        await self.chat.post(incident.channel, message, thread_ts=incident.slack_ts, marker=marker)
+        await self.chat.post_once(
+            incident.channel,
+            message,
+            marker={"incident": incident.key, "job": job.id, **part},
+            retried=job.attempts > 1,
+            thread_ts=incident.slack_ts,
+        )
 
     # ------------------------------------------------------------------ runbook
     async def post_runbook(self, job: ClaimedJob) -> None:
@@ -212,7 +202,9 @@ class Enrichment:
         if rendered is None:
             return
         offers = await anyio.to_thread.run_sync(self._offer, incident, rendered, job)
-        await self._post_once(job, incident, runbook_message(incident.key, rendered, offers), "runbook")
+        await self._post_once(
+            job, incident, runbook_message(incident.key, rendered, offers), {"part": "runbook"}
+        )
 
     def _offer(self, incident: Incident, rendered: RenderedRunbook, job: ClaimedJob) -> list[tuple[int, Any]]:
         """Store one offer per button; on a retry of the same job, reuse the stored ones."""
@@ -275,7 +267,7 @@ class Enrichment:
             raise Reschedule(
                 min(600.0, 15.0 * 2 ** min(tries - 1, 6)), payload=payload, note="waiting for Prometheus"
             )
-        await self._post_once(job, incident, diagnostics_message(results), "diagnostics")
+        await self._post_once(job, incident, diagnostics_message(results), {"part": "diagnostics"})
         await self._graphs(job, incident, queries, windows, results)
 
     async def _graphs(
@@ -357,7 +349,7 @@ class Enrichment:
             started_at=incident.started_at,
             lookback=WHAT_CHANGED_LOOKBACK,
         )
-        await self._post_once(job, incident, message, "what-changed")
+        await self._post_once(job, incident, message, {"part": "what-changed"})
 
 
 @dataclass(frozen=True)

@@ -443,9 +443,7 @@ class ActionExecutor:
     async def post(self, job: ClaimedJob) -> None:
         channel = str(job.payload["channel"])
         marker = {"action": job.payload.get("action_id"), "job": job.id}
-        if job.attempts > 1 and await self.chat.find_posted(channel, marker):
-            return
-        await self.chat.post(channel, job.payload["message"], marker=marker)
+        await self.chat.post_once(channel, job.payload["message"], marker=marker, retried=job.attempts > 1)
 
     # ================================================================= silences on resolution
     async def expire_silences(self, job: ClaimedJob) -> None:

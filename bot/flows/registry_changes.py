@@ -125,15 +125,15 @@ class RegistryChanges:
     async def _post_once(
         self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: str
     ) -> None:
-        """Once per job even across retries: a retried job looks for its marker first."""
         assert incident.channel
         assert incident.slack_ts
-        marker = {"incident": incident.key, "job": job.id, "part": part}
-        if job.attempts > 1 and await self.chat.find_posted(
-            incident.channel, marker, thread_ts=incident.slack_ts
-        ):
-            return
-        await self.chat.post(incident.channel, message, thread_ts=incident.slack_ts, marker=marker)
+        await self.chat.post_once(
+            incident.channel,
+            message,
+            marker={"incident": incident.key, "job": job.id, "part": part},
+            retried=job.attempts > 1,
+            thread_ts=incident.slack_ts,
+        )
 
 
 def _slug(text: str) -> str:

@@ -152,6 +152,22 @@ class SlackChat:
                     blocks=message.get("blocks") or [],
                 )
 
+    async def post_once(
+        self,
+        channel: str,
+        message: dict[str, Any],
+        *,
+        marker: dict[str, Any],
+        retried: bool,
+        thread_ts: str | None = None,
+    ) -> None:
+        """Post `message` unless a retried job's earlier attempt already did: that attempt's
+        answer may have been lost after Slack had posted it, so a retry looks for its marker
+        first and never posts twice."""
+        if retried and await self.find_posted(channel, marker, thread_ts=thread_ts):
+            return
+        await self.post(channel, message, thread_ts=thread_ts, marker=marker)
+
     async def find_posted(
         self,
         channel: str,
