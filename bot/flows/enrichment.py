@@ -37,6 +37,7 @@ from bot.diagnostics import (
     run_diagnostic,
 )
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
+from bot.flows.thread_posts import post_in_thread, say_in_thread, slug
 from bot.incidents import store
 from bot.incidents.models import Alert, AlertStatus, Incident
 from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue, job_kind
@@ -52,7 +53,7 @@ from bot.runbooks.render import RenderedRunbook
 from bot.slack.chat import SlackChat
 from bot.slack.runbook_blocks import runbook_message
 from bot.slack.what_changed import what_changed_message
-from bot.text import bold, code, defuse, escape, literal, strip_paths, truncate
+from bot.text import bold, code, defuse, escape, literal, strip_paths
 
 __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_context"]
 
@@ -161,27 +162,6 @@ class Enrichment:
             return None
         return render_runbook(runbook, runbook_context(incident, alerts))
 
-    async def _say(self, job: ClaimedJob, incident: Incident, text: str) -> None:
-        """A short note in the thread, once per job even across retries."""
-        message = {
-            "text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}],
-        }
-        await self._post_once(job, incident, message, {"note": _slug(text[:40])})
-
-    async def _post_once(
-        self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: dict[str, str]
-    ) -> None:
-        assert incident.channel
-        assert incident.slack_ts
-        await self.chat.post_once(
-            incident.channel,
-            message,
-            marker={"incident": incident.key, "job": job.id, **part},
-            retried=job.attempts > 1,
-            thread_ts=incident.slack_ts,
-        )
-
     # ------------------------------------------------------------------ runbook
     async def post_runbook(self, job: ClaimedJob) -> None:
         incident, alerts = await anyio.to_thread.run_sync(
@@ -192,7 +172,8 @@ class Enrichment:
         try:
             rendered = self._render(incident, alerts)
         except RunbookRenderError as exc:
-            await self._say(
+            await say_in_thread(
+                self.chat,
                 job,
                 incident,
                 f":warning: Runbook `{code(incident.runbook_name or '')}` could not be rendered: "
@@ -202,8 +183,8 @@ class Enrichment:
         if rendered is None:
             return
         offers = await anyio.to_thread.run_sync(self._offer, incident, rendered, job)
-        await self._post_once(
-            job, incident, runbook_message(incident.key, rendered, offers), {"part": "runbook"}
+        await post_in_thread(
+            self.chat, job, incident, runbook_message(incident.key, rendered, offers), {"part": "runbook"}
         )
 
     def _offer(self, incident: Incident, rendered: RenderedRunbook, job: ClaimedJob) -> list[tuple[int, Any]]:
@@ -255,7 +236,8 @@ class Enrichment:
         if waiting and utcnow() - job.created_at < DIAGNOSTICS_GIVE_UP:
             payload = dict(job.payload)
             if not payload.get("told_waiting"):
-                await self._say(
+                await say_in_thread(
+                    self.chat,
                     job,
                     incident,
                     ":hourglass: Diagnostics are waiting for Prometheus: "
@@ -267,7 +249,7 @@ class Enrichment:
             raise Reschedule(
                 min(600.0, 15.0 * 2 ** min(tries - 1, 6)), payload=payload, note="waiting for Prometheus"
             )
-        await self._post_once(job, incident, diagnostics_message(results), {"part": "diagnostics"})
+        await post_in_thread(self.chat, job, incident, diagnostics_message(results), {"part": "diagnostics"})
         await self._graphs(job, incident, queries, windows, results)
 
     async def _graphs(
@@ -284,7 +266,7 @@ class Enrichment:
         for index, (query, result) in enumerate(zip(queries, results, strict=True)):
             if not query.graph or not result.ok:
                 continue
-            filename = f"{incident.key}-{_slug(query.plain_title)}-{job.id}-{index}.png"
+            filename = f"{incident.key}-{slug(query.plain_title, 'graph')}-{job.id}-{index}.png"
             if job.attempts > 1 and await self.chat.has_file(incident.channel, incident.slack_ts, filename):
                 continue
 
@@ -303,7 +285,7 @@ class Enrichment:
             try:
                 png = await anyio.to_thread.run_sync(draw)
             except GraphsUnavailable as exc:
-                await self._say(job, incident, f":information_source: {escape(exc.message)}")
+                await say_in_thread(self.chat, job, incident, f":information_source: {escape(exc.message)}")
                 return
             except UpstreamError as exc:
                 logger.warning("graph query failed", extra={"incident": incident.key, "error": str(exc)})
@@ -334,12 +316,14 @@ class Enrichment:
         try:
             revisions = await anyio.to_thread.run_sync(lambda: workloads.history(namespace, name))
         except NotFound as exc:
-            await self._say(job, incident, f":mag: What changed: {escape(exc.message)}.")
+            await say_in_thread(self.chat, job, incident, f":mag: What changed: {escape(exc.message)}.")
             return
         except RetryableUpstreamError:
             raise
         except BotError as exc:
-            await self._say(job, incident, f":mag: What changed could not be read: {escape(exc.message)}")
+            await say_in_thread(
+                self.chat, job, incident, f":mag: What changed could not be read: {escape(exc.message)}"
+            )
             return
         message = what_changed_message(
             incident.key,
@@ -349,7 +333,7 @@ class Enrichment:
             started_at=incident.started_at,
             lookback=WHAT_CHANGED_LOOKBACK,
         )
-        await self._post_once(job, incident, message, {"part": "what-changed"})
+        await post_in_thread(self.chat, job, incident, message, {"part": "what-changed"})
 
 
 @dataclass(frozen=True)
@@ -382,7 +366,3 @@ def _queries(rendered: RenderedRunbook | None, alerts: Sequence[Alert]) -> list[
         )
         queries.append(_Query(item.title, plain, item.query, item.unit, item.type == "range", item.range))
     return queries
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "graph"

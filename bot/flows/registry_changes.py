@@ -10,10 +10,8 @@ do for Prometheus; a model MLflow does not know is said in the thread and not re
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import anyio
 from sqlalchemy.engine import Engine
@@ -22,6 +20,7 @@ from sqlmodel import Session
 from bot.db import utcnow
 from bot.errors import NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
+from bot.flows.thread_posts import post_in_thread, say_in_thread
 from bot.incidents import store
 from bot.incidents.models import Incident
 from bot.kpis.models_file import ModelsFile
@@ -31,7 +30,7 @@ from bot.registry.models import model_of_labels
 from bot.registry.snapshot import read_snapshot
 from bot.slack.chat import SlackChat
 from bot.slack.registry_blocks import registry_message
-from bot.text import escape, truncate
+from bot.text import escape
 
 __all__ = ["REGISTRY_CHANGED", "REGISTRY_GIVE_UP", "RegistryChanges"]
 
@@ -82,11 +81,14 @@ class RegistryChanges:
         try:
             snap = await anyio.to_thread.run_sync(lambda: read_snapshot(engine, registry, ref))
         except NotFound as exc:
-            await self._say(job, incident, f":card_index_box: Model registry: {escape(exc.message)}.")
+            await say_in_thread(
+                self.chat, job, incident, f":card_index_box: Model registry: {escape(exc.message)}."
+            )
             return
         except RetryableUpstreamError as exc:
             if utcnow() - job.created_at >= REGISTRY_GIVE_UP:
-                await self._say(
+                await say_in_thread(
+                    self.chat,
                     job,
                     incident,
                     f":card_index_box: The model registry could not be read for a day, giving up: "
@@ -95,7 +97,8 @@ class RegistryChanges:
                 return
             payload = dict(job.payload)
             if not payload.get("told_waiting"):
-                await self._say(
+                await say_in_thread(
+                    self.chat,
                     job,
                     incident,
                     f":hourglass: What changed in the model registry is waiting for MLflow: "
@@ -108,33 +111,12 @@ class RegistryChanges:
                 min(600.0, 15.0 * 2 ** min(tries - 1, 6)), payload=payload, note="waiting for MLflow"
             ) from None
         except UpstreamError as exc:
-            await self._say(
-                job, incident, f":card_index_box: The model registry could not be read: {escape(exc.message)}"
+            await say_in_thread(
+                self.chat,
+                job,
+                incident,
+                f":card_index_box: The model registry could not be read: {escape(exc.message)}",
             )
             return
         message = registry_message(incident.key, snap, started_at=incident.started_at)
-        await self._post_once(job, incident, message, "registry")
-
-    async def _say(self, job: ClaimedJob, incident: Incident, text: str) -> None:
-        message = {
-            "text": text,
-            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": truncate(text, 3000)}}],
-        }
-        await self._post_once(job, incident, message, "note-" + _slug(text[:40]))
-
-    async def _post_once(
-        self, job: ClaimedJob, incident: Incident, message: dict[str, Any], part: str
-    ) -> None:
-        assert incident.channel
-        assert incident.slack_ts
-        await self.chat.post_once(
-            incident.channel,
-            message,
-            marker={"incident": incident.key, "job": job.id, "part": part},
-            retried=job.attempts > 1,
-            thread_ts=incident.slack_ts,
-        )
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "note"
+        await post_in_thread(self.chat, job, incident, message, {"part": "registry"})
