@@ -96,8 +96,12 @@ class SlackChat:
         *,
         pacer: ChannelPacer | None = None,
         on_call: Callable[[str, str | None], None] | None = None,
+        timeout: float = 0.0,
     ) -> None:
         self.client = client
+        # A call that timed out may still be carried out by Slack after we gave up; its retry
+        # waits this long, so the marker lookup of a retried post sees what Slack did finish.
+        self._settle = 2.0 * timeout
         self.client.retry_handlers = []  # see module docstring
         self.pacer = pacer or ChannelPacer()
         self._on_call = on_call
@@ -117,7 +121,7 @@ class SlackChat:
         client = AsyncWebClient(
             token=token, base_url=base_url, timeout=int(max(1, timeout)), session=session, retry_handlers=[]
         )
-        return cls(client, pacer=ChannelPacer(interval=post_interval), on_call=on_call)
+        return cls(client, pacer=ChannelPacer(interval=post_interval), on_call=on_call, timeout=timeout)
 
     async def post(
         self,
@@ -309,7 +313,10 @@ class SlackChat:
             raise PermanentUpstreamError(f"Slack refused {method}: {error or f'HTTP {status}'}") from None
         except (TimeoutError, aiohttp.ClientError, SlackClientError) as exc:
             self._record(method, type(exc).__name__)
-            raise RetryableUpstreamError(f"Slack {method} did not answer: {_describe(exc)}") from None
+            settle = self._settle if isinstance(exc, TimeoutError) and self._settle else None
+            raise RetryableUpstreamError(
+                f"Slack {method} did not answer: {_describe(exc)}", retry_after=settle
+            ) from None
         self._record(method, None)
         return response
 
