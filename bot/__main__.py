@@ -6,4 +6,7 @@ import sys
 
 from bot.cli import main
 
-sys.exit(main())
+# Guarded: the intake applier process is started with `spawn`, which imports the parent's
+# main module (this one, as `__mp_main__`) in the child before running its target.
+if __name__ == "__main__":
+    sys.exit(main())

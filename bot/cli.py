@@ -46,7 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_migrate:
         settings = settings.model_copy(update={"migrate_on_start": False})
     check_schema_at_start(settings)
-    app = create_app(settings)
+    app = create_app(settings, freeze_gc=True)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
     return 0
 

@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     )
     slack_post_interval: float = Field(1.0, ge=0, validation_alias=_env("INCIDENT_BOT_SLACK_POST_INTERVAL"))
     public_url: str | None = Field(None, validation_alias=_env("INCIDENT_BOT_PUBLIC_URL"))
+    # Where journaled notifications are turned into incidents: a process of its own (so a
+    # storm's database work never competes with answering requests for the interpreter), or
+    # a thread of the serving process (one process, for small installs and quick tests).
+    intake_applier: Literal["process", "thread"] = Field(
+        "process", validation_alias=_env("INCIDENT_BOT_INTAKE_APPLIER")
+    )
     log_level: str = Field("INFO", validation_alias=_env("INCIDENT_BOT_LOG_LEVEL"))
     log_format: Literal["json", "text"] = Field("json", validation_alias=_env("INCIDENT_BOT_LOG_FORMAT"))
 

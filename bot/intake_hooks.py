@@ -1,52 +1,62 @@
-"""Wiring of the intake writer to the rest of the bot: how a journaled notification is applied
-(grouping rules, routing, enrichment, storm detection) and what follows once it is (metrics,
-waking the outbox). Takes the parts it needs, not the composition root, so nothing here
-imports bot/server.py."""
+"""Wiring of intake: how a journaled notification is applied (grouping rules, routing, the
+jobs an opened incident gets, storm detection), where the applier runs, and what follows
+once a notification is applied (metrics, waking the outbox). Takes the parts it needs, not
+the composition root, so nothing here imports bot/server.py."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from bot import storm
-from bot.alerts import AlertmanagerWebhook
-from bot.incidents.intake import IntakeResult, OnOpen, apply_notification
-from bot.incidents.models import Incident
-from bot.intake_writer import IntakeWriter
+from bot.config import Settings
+from bot.config_files import BotConfig
+from bot.flows.opening import Connected
+from bot.intake_applier import Applied, JournalApplier
+from bot.intake_journal import FileSink, TableSink, journal_file_path, open_journal_reader
+from bot.intake_process import ApplierProcess, ApplierSpec
+from bot.intake_rules import build_apply
+from bot.intake_writer import ApplierRunner, IntakeWriter, ThreadApplier
 from bot.metrics import BotMetrics
-from bot.routing import Router
 
 __all__ = ["build_intake"]
 
 
 def build_intake(
     engine: Engine,
+    settings: Settings,
+    config: BotConfig,
     *,
-    router: Router,
-    on_open: OnOpen,
+    connected: Connected,
     metrics: BotMetrics,
     wake: Callable[[], None],
-    observe_resolution: Callable[[Incident], None],
-    post_interval: float,
     owner: str,
 ) -> IntakeWriter:
-    def opened(session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        queued = on_open(session, incident, labels)
-        return queued + storm.on_opened(session, incident, post_interval=post_interval)
-
-    def apply(session: Session, webhook: AlertmanagerWebhook) -> IntakeResult:
-        return apply_notification(session, webhook, router=router, on_open=opened)
-
-    def applied(result: IntakeResult) -> None:
-        metrics.notifications.labels("duplicate" if result.duplicate else "accepted").inc()
-        for incident in result.opened:
-            metrics.incidents_opened.labels(incident.severity).inc()
-        for incident in result.resolved:
-            metrics.incidents_resolved.labels(incident.severity).inc()
-            observe_resolution(incident)
-        if result.jobs:
+    def applied(outcomes: list[Applied]) -> None:
+        jobs = 0
+        for outcome in outcomes:
+            if outcome.error is not None:
+                continue
+            metrics.notifications.labels("duplicate" if outcome.duplicate else "accepted").inc()
+            for severity in outcome.opened:
+                metrics.incidents_opened.labels(severity).inc()
+            for resolution in outcome.resolved:
+                metrics.incidents_resolved.labels(resolution.severity).inc()
+                metrics.time_to_resolve.labels(resolution.severity, resolution.service).observe(
+                    resolution.seconds
+                )
+            jobs += outcome.jobs
+        if jobs:
             wake()
 
-    return IntakeWriter(engine, apply, applied, owner=owner)
+    journal_path = journal_file_path(settings.database_url)
+    runner: ApplierRunner
+    if settings.intake_applier == "process":
+        runner = ApplierProcess(ApplierSpec(settings, connected, owner))
+    else:
+        apply = build_apply(config, connected, post_interval=settings.slack_post_interval)
+        journal_file = open_journal_reader(journal_path) if journal_path is not None else None
+        runner = ThreadApplier(JournalApplier(engine, apply, owner, journal_file))
+    if journal_path is None:
+        return IntakeWriter(TableSink(engine, owner), runner, applied)
+    return IntakeWriter(FileSink(journal_path), runner, applied)

@@ -9,42 +9,37 @@ database stop the start, with a message naming the problem.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 
 import anyio
 from fastapi import FastAPI
 
 from bot import __version__, api, models_api, webhook
 from bot.actions.kubernetes import NoKubernetes, Workloads, WorkloadsApi
-from bot.actions.policy import Policy
 from bot.actions.silences import AlertmanagerSilences, NoAlertmanager, Silences
 from bot.config import Settings
+from bot.config_files import BotConfig
 from bot.db import create_db_engine
 from bot.diagnostics import Metrics, NoPrometheus, PrometheusMetrics
-from bot.errors import ConfigError
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
 from bot.flows.execution import ActionExecutor
+from bot.flows.opening import Connected
 from bot.flows.registry_changes import RegistryChanges
 from bot.http_guards import ApiTokenGuard, CloseOnError
 from bot.intake_hooks import build_intake
-from bot.kpis.digest import DigestSchedule, run_digest_schedule
-from bot.kpis.models_file import ModelsFile
-from bot.kpis.owner_routing import OwnerRouter
+from bot.kpis.digest import run_digest_schedule
 from bot.kpis.service import KpiService
 from bot.maintenance import prune_periodically
 from bot.metrics import BotMetrics
 from bot.outbox import Outbox
 from bot.registry.mlflow import MlflowRegistry, ModelRegistry, NoRegistry
-from bot.routing import Router
-from bot.runbooks import RunbookSet, load_verified_runbooks
 from bot.schema import prepare_schema
-from bot.services import Services, observe_resolution, opened_jobs
+from bot.services import Services
 from bot.slack import app as slack_app
 from bot.slack.action_listeners import register_action_listeners
 from bot.slack.app import SlackApp, build_slack_app
@@ -56,7 +51,6 @@ from bot.slack.documents import PostmortemPoster
 from bot.slack.home_viewers import HomeRefresh
 from bot.slack.kpi_digest import KpiDigestPoster
 from bot.slack.kpi_listeners import register_kpi_listeners
-from bot.slack.kpi_owner_notices import OwnerNotices
 from bot.slack.socket_mode import SocketMode
 from bot.slack.usergroups import UserGroups
 
@@ -68,17 +62,6 @@ logger = logging.getLogger(__name__)
 KPI_QUERY_TIMEOUT = 10.0
 #: The same for `/model`, which answers within Slack's 3 seconds anyway.
 KPI_QUICK_TIMEOUT = 2.5
-
-
-def load_runbooks(settings: Settings) -> RunbookSet:
-    """Invalid runbooks stop the start with their file:line errors; a missing folder is an
-    error only when it was configured (the default `runbooks` may simply not exist)."""
-    if not settings.runbooks_dir.is_dir() and "runbooks_dir" not in settings.model_fields_set:
-        logger.warning(
-            "no runbooks folder; incidents get no runbook", extra={"path": str(settings.runbooks_dir)}
-        )
-        return RunbookSet([])
-    return load_verified_runbooks(settings.runbooks_dir)
 
 
 def connect_workloads(settings: Settings) -> WorkloadsApi:
@@ -102,42 +85,6 @@ def connect_registry(settings: Settings) -> ModelRegistry:
         username=settings.mlflow_tracking_username,
         password=password.get_secret_value() if password else None,
     )
-
-
-def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
-    """The KPI digest's schedule, checked at start (a typo stops `serve` naming the variable)."""
-    if not settings.kpi_digest:
-        return None
-    schedule = DigestSchedule.parse(settings.kpi_digest)
-    if not (settings.kpi_channel or settings.channel):
-        raise ConfigError("INCIDENT_BOT_KPI_DIGEST is set but no channel: set INCIDENT_BOT_KPI_CHANNEL")
-    return schedule
-
-
-@dataclass(frozen=True)
-class BotConfig:
-    """The files the bot is configured with, loaded and validated before anything starts,
-    so an invalid routing file, runbook or policy stops `serve` with its file:line errors
-    instead of a failed startup halfway through."""
-
-    router: Router
-    runbooks: RunbookSet
-    policy: Policy
-    models: ModelsFile
-    digest: DigestSchedule | None
-
-    @classmethod
-    def load(cls, settings: Settings) -> BotConfig:
-        models = ModelsFile.load(settings.models_file)
-        return cls(
-            router=OwnerRouter.wrap(
-                Router.load(settings.routing_file, default_channel=settings.channel), models
-            ),
-            runbooks=load_runbooks(settings),
-            policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
-            models=models,
-            digest=load_digest_schedule(settings),
-        )
 
 
 async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
@@ -168,9 +115,7 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     registry = connect_registry(settings)
     registry_changes = RegistryChanges(engine, chat, config.models, registry)
     outbox.register(registry_changes.handlers())
-    enrichment = Enrichment(
-        engine, chat, runbooks, prometheus, workloads, also_on_open=[registry_changes.on_open]
-    )
+    enrichment = Enrichment(engine, chat, runbooks, prometheus, workloads)
     outbox.register(enrichment.handlers())
     actions = ActionFlows(
         engine=engine,
@@ -206,15 +151,15 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         if settings.prometheus_url
         else None,
     )
-    owner_notices = OwnerNotices(config.models)
     intake = build_intake(
         engine,
-        router=router,
-        on_open=opened_jobs(enrichment, owner_notices),
+        settings,
+        config,
+        connected=Connected(
+            prometheus=prometheus.available, cluster=workloads.available, registry=registry.available
+        ),
         metrics=metrics,
         wake=outbox.wake,
-        observe_resolution=partial(observe_resolution, metrics),
-        post_interval=settings.slack_post_interval,
         owner=outbox.worker_id,
     )
     services = Services(
@@ -233,7 +178,6 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
         enrichment=enrichment,
         actions=actions,
         kpis=kpis,
-        owner_notices=owner_notices,
         intake=intake,
     )
     slack = build_slack_app(services)
@@ -250,9 +194,14 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     return services, slack
 
 
-def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
+def create_app(settings: Settings, *, run_workers: bool = True, freeze_gc: bool = False) -> FastAPI:
     """Raises ConfigError (with every file:line problem) for invalid configuration files;
-    everything with a connection or a thread is built in the lifespan."""
+    everything with a connection or a thread is built in the lifespan.
+
+    `freeze_gc` (for `serve`, one app per process): once started, move every object made so
+    far out of the cyclic garbage collector's reach; they live as long as the process, and
+    leaving them in makes each full collection walk them all, a pause in the webhook's answers
+    that grows with the size of the app rather than with the work."""
     config = BotConfig.load(settings)
 
     @asynccontextmanager
@@ -298,6 +247,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         # Last, so nothing between it and the `finally` that stops it can fail: webhooks only
         # arrive once the lifespan has started, and a failed Socket Mode start leaks no threads.
         services.intake.start()
+        if freeze_gc:
+            gc.freeze()
         logger.info("incident-bot started", extra={"version": __version__})
         try:
             yield

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from bot.actions.kubernetes import WorkloadsApi
 from bot.actions.policy import Policy
@@ -19,7 +18,6 @@ from bot.config import Settings
 from bot.diagnostics import Metrics
 from bot.flows.actions import ActionFlows
 from bot.flows.enrichment import Enrichment
-from bot.incidents.intake import OnOpen
 from bot.incidents.models import Incident
 from bot.intake_writer import IntakeWriter
 from bot.kpis.service import KpiService
@@ -29,9 +27,8 @@ from bot.registry.mlflow import ModelRegistry
 from bot.routing import Router
 from bot.runbooks import RunbookSet
 from bot.slack.chat import SlackChat
-from bot.slack.kpi_owner_notices import OwnerNotices
 
-__all__ = ["Services", "observe_resolution", "opened_jobs"]
+__all__ = ["Services", "observe_resolution"]
 
 
 @dataclass(frozen=True)
@@ -55,7 +52,6 @@ class Services:
     enrichment: Enrichment
     actions: ActionFlows
     kpis: KpiService
-    owner_notices: OwnerNotices
     intake: IntakeWriter
 
     def observe_acknowledgement(self, incident: Incident) -> None:
@@ -66,17 +62,6 @@ class Services:
 
     def observe_resolution(self, incident: Incident) -> None:
         observe_resolution(self.metrics, incident)
-
-
-def opened_jobs(enrichment: Enrichment, owner_notices: OwnerNotices) -> OnOpen:
-    """Jobs for a newly opened incident, in the intake transaction: enrichment, and the
-    owners' mention on a model's drift or quality incident."""
-
-    def on_open(session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        queued = enrichment.on_open(session, incident, labels)
-        return queued + owner_notices.on_open(session, incident, labels)
-
-    return on_open
 
 
 def observe_resolution(metrics: BotMetrics, incident: Incident) -> None:

@@ -2,24 +2,23 @@
 message: the matching runbook with its steps and buttons, the diagnostics it names (with
 baselines and graphs), and what changed in the deployment before the alert began.
 
-`on_open` runs inside the intake transaction (no I/O: match the runbook, record it, enqueue
-jobs); the handlers run in outbox workers, each in its own lane so a slow Prometheus never
-holds up the runbook's steps or the thread's other news, and none of it can delay the first
-notification (the root message goes first, always).
+The jobs are queued in the intake transaction (bot/flows/opening.py); the handlers run in
+outbox workers, each in its own lane so a slow Prometheus never holds up the runbook's steps
+or the thread's other news, and none of it can delay the first notification (the root
+message goes first, always).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
 import anyio
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from bot.actions.kubernetes import NoKubernetes, WorkloadsApi
 from bot.actions.offers import offer
@@ -40,7 +39,7 @@ from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.thread_posts import post_in_thread, say_in_thread, slug
 from bot.incidents import store
 from bot.incidents.models import Alert, AlertStatus, Incident
-from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, enqueue, job_kind
+from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, job_kind
 from bot.runbooks import (
     AlertInfo,
     IncidentInfo,
@@ -106,8 +105,6 @@ class Enrichment:
     runbooks: RunbookSet
     metrics: Metrics = field(default_factory=NoPrometheus)
     workloads: WorkloadsApi = field(default_factory=NoKubernetes)
-    # More enrichment queued at intake by other modules (the model registry's what changed).
-    also_on_open: Sequence[Callable[[Session, Incident, dict[str, str]], int]] = ()
 
     def handlers(self) -> dict[str, Handler]:
         return {
@@ -115,44 +112,6 @@ class Enrichment:
             DIAGNOSTICS: self.run_diagnostics,
             WHAT_CHANGED: self.what_changed,
         }
-
-    # ------------------------------------------------------------------ at intake
-    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        """Match the runbook and queue the enrichment jobs; runs in the intake transaction."""
-        assert incident.id is not None
-        jobs = 0
-        runbook = self.runbooks.match(labels)
-        if runbook is not None:
-            incident.runbook_name, incident.runbook_version = runbook.name, runbook.version
-            session.add(incident)
-            store.add_event(
-                session,
-                incident,
-                "runbook",
-                f"Runbook {runbook.name} (version {runbook.version}) matched",
-                data={"runbook": runbook.name, "version": runbook.version, "path": str(runbook.path)},
-            )
-            jobs += self._enqueue(session, RUNBOOK, incident, lane="slack", priority=3)
-        if self.metrics.available:
-            jobs += self._enqueue(session, DIAGNOSTICS, incident, lane="diagnostics", priority=4)
-        if self.workloads.available and labels.get("namespace") and labels.get("deployment"):
-            jobs += self._enqueue(session, WHAT_CHANGED, incident, lane="k8s", priority=4)
-        for hook in self.also_on_open:
-            jobs += hook(session, incident, labels)
-        return jobs
-
-    @staticmethod
-    def _enqueue(session: Session, kind: str, incident: Incident, *, lane: str, priority: int) -> int:
-        job = enqueue(
-            session,
-            kind,
-            incident_id=incident.id,
-            lane=lane,
-            priority=priority,
-            needs_root=True,
-            dedupe_key=f"{kind}:{incident.id}",
-        )
-        return 1 if job is not None else 0
 
     # ------------------------------------------------------------------ shared
 

@@ -2,7 +2,7 @@
 a model and MLFLOW_TRACKING_URI is set: the serving alias, its version and the version before,
 with their runs' metrics side by side.
 
-Queued at intake (no I/O there), run by an outbox worker in a lane of its own. MLflow down:
+Queued at intake (bot/flows/opening.py), run by an outbox worker in a lane of its own. MLflow down:
 the thread says so once and the job tries again with growing pauses for a day, as diagnostics
 do for Prometheus; a model MLflow does not know is said in the thread and not retried.
 """
@@ -15,16 +15,14 @@ from datetime import timedelta
 
 import anyio
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from bot.db import utcnow
 from bot.errors import NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
 from bot.flows.thread_posts import post_in_thread, say_in_thread
 from bot.incidents import store
-from bot.incidents.models import Incident
 from bot.kpis.models_file import ModelsFile
-from bot.outbox import ClaimedJob, Handler, Reschedule, enqueue, job_kind
+from bot.outbox import ClaimedJob, Handler, Reschedule, job_kind
 from bot.registry.mlflow import ModelRegistry, NoRegistry
 from bot.registry.models import model_of_labels
 from bot.registry.snapshot import read_snapshot
@@ -50,21 +48,6 @@ class RegistryChanges:
 
     def handlers(self) -> dict[str, Handler]:
         return {REGISTRY_CHANGED: self.what_changed}
-
-    def on_open(self, session: Session, incident: Incident, labels: dict[str, str]) -> int:
-        """In the intake transaction: queue the look-up when a model is named and MLflow is set."""
-        if not self.registry.available or model_of_labels(labels, self.models) is None:
-            return 0
-        job = enqueue(
-            session,
-            REGISTRY_CHANGED,
-            incident_id=incident.id,
-            lane="registry",
-            priority=4,
-            needs_root=True,
-            dedupe_key=f"{REGISTRY_CHANGED}:{incident.id}",
-        )
-        return 1 if job is not None else 0
 
     async def what_changed(self, job: ClaimedJob) -> None:
         if not self.registry.available:

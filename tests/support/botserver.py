@@ -71,6 +71,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "INCIDENT_BOT_SLACK_TIMEOUT": str(settings.slack_timeout),
         "INCIDENT_BOT_SLACK_POST_INTERVAL": str(settings.slack_post_interval),
         "INCIDENT_BOT_LOG_FORMAT": settings.log_format,
+        "INCIDENT_BOT_INTAKE_APPLIER": settings.intake_applier,
         "PROMETHEUS_URL": settings.prometheus_url,
         "ALERTMANAGER_URL": settings.alertmanager_url,
     }
@@ -126,6 +127,10 @@ class RunningBot:
 @contextmanager
 def run_bot(settings: Settings, *, run_workers: bool = True) -> Iterator[RunningBot]:
     """The real app under a real uvicorn on a free loopback port, in a background thread."""
+    if "intake_applier" not in settings.model_fields_set:
+        # In-process bots apply the journal in a thread: a process per test app would cost a
+        # second of start-up each. The `serve` processes (BotProcess) run the default.
+        settings = settings.model_copy(update={"intake_applier": "thread"})
     app = create_app(settings, run_workers=run_workers)
     port = free_port()
     config = uvicorn.Config(
