@@ -83,6 +83,15 @@ def _db(args: argparse.Namespace) -> int:
     return db_command(args.db_command, settings.database_url)
 
 
+def _journal(args: argparse.Namespace) -> int:
+    from bot.config import Settings
+    from bot.journal_cli import journal_command
+
+    settings = _settings()
+    assert isinstance(settings, Settings)
+    return journal_command(args.journal_command or "status", getattr(args, "id", None), settings.database_url)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="incident-bot",
@@ -131,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.add_parser("upgrade", help="migrate the database to this version's schema")
     db_sub.add_parser("current", help="print the database's schema revision")
     db.set_defaults(func=_db)
+
+    journal = commands.add_parser(
+        "journal", help="notifications acknowledged but not yet applied, and those the database refused"
+    )
+    journal_sub = journal.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
+    for name, text in (
+        ("show", "print a refused notification and why"),
+        ("retry", "journal a refused notification again (after fixing the cause)"),
+        ("drop", "forget a refused notification"),
+    ):
+        journal_sub.add_parser(name, help=text).add_argument("id", type=int, help="the failure's id")
+    journal.set_defaults(func=_journal)
     return parser
 
 

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, InterfaceError, OperationalError
 from sqlmodel import Session, col, select
 
-from bot.alerts import AlertmanagerWebhook, parse_webhook
+from bot.alerts import AlertmanagerWebhook, describe_validation_error, parse_webhook
 from bot.db import is_sqlite, transaction, utcnow
 from bot.incidents.intake import IntakeResult
 from bot.intake_journal import FILE_JOURNAL, IntakeCursor, IntakeFailure, JournalEntry
@@ -247,7 +248,11 @@ class JournalApplier:
 
 
 def _poisoned(entry_id: int, journal: str, exc: BaseException) -> Applied:
-    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
+    if isinstance(exc, ValidationError):  # journaled by a version with a different model
+        problems = describe_validation_error(exc)
+        reason = "; ".join(f"{p['field']}: {p['message']}" for p in problems)[:500]
+    else:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:500]
     logger.error(
         "notification cannot be stored; kept in the journal (see `incident-bot journal`)",
         extra={"entry": entry_id, "error": reason},

@@ -16,6 +16,7 @@ from bot.intake_applier import Applied, JournalApplier
 from bot.intake_journal import FileSink, TableSink, journal_file_path, open_journal_reader
 from bot.intake_process import ApplierProcess, ApplierSpec
 from bot.intake_rules import build_apply
+from bot.intake_status import journal_status
 from bot.intake_writer import ApplierRunner, IntakeWriter, ThreadApplier
 from bot.metrics import BotMetrics
 
@@ -57,6 +58,13 @@ def build_intake(
         apply = build_apply(config, connected, post_interval=settings.slack_post_interval)
         journal_file = open_journal_reader(journal_path) if journal_path is not None else None
         runner = ThreadApplier(JournalApplier(engine, apply, owner, journal_file))
+    reader = open_journal_reader(journal_path) if journal_path is not None else None
+
+    def state() -> tuple[int, int]:
+        status = journal_status(engine, reader)
+        return status.pending, status.failures
+
+    metrics.watch_intake(state, runner.alive)
     if journal_path is None:
         return IntakeWriter(TableSink(engine, owner), runner, applied)
-    return IntakeWriter(FileSink(journal_path), runner, applied)
+    return IntakeWriter(FileSink(journal_path), runner, applied, reader)

@@ -66,6 +66,8 @@ class IntakeFailure(SQLModel, table=True):
     value of it): kept whole, with the reason, for the operator (`incident-bot journal`)."""
 
     __tablename__ = "intake_failures"
+    # Ids are what operators type (`journal retry 3`): never reused for a later failure.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: int | None = Field(default=None, primary_key=True)
     entry_id: int = Field(sa_column=Column(sa.BigInteger(), nullable=False))

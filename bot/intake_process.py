@@ -99,6 +99,9 @@ class ApplierProcess:
                 process.join(timeout=5)
         if self._reader is not None:
             self._reader.join(timeout=10)
+        # Released now rather than at exit: the semaphores behind the events are named
+        # system objects, which multiprocessing would otherwise report as leaked.
+        self._wake = self._stop = self._process = None
 
     def alive(self) -> bool:
         return self._process is not None and bool(self._process.is_alive())

@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy.engine import Engine
+
 from bot.intake_applier import BUSY_WINDOW_SECONDS, Applied, JournalApplier
 from bot.intake_journal import JournalSink
 
@@ -91,6 +93,8 @@ class ThreadApplier:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self.applier.journal_file is not None:
+            self.applier.journal_file.dispose()
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -108,6 +112,8 @@ class IntakeWriter:
     journal: JournalSink
     applier: ApplierRunner
     on_applied: Callable[[list[Applied]], None]
+    #: Closed with the writer: engines opened for it (the journal file's reader for /metrics).
+    also_close: Engine | None = None
     _queue: queue.Queue[_Request | None] = field(default_factory=queue.Queue, init=False)
     _waiters: dict[int, asyncio.Future[Applied]] = field(default_factory=dict, init=False)
     _backlog: int = field(default=0, init=False)
@@ -130,6 +136,8 @@ class IntakeWriter:
             self._thread.join(timeout=10)
         self.applier.stop()
         self.journal.close()
+        if self.also_close is not None:
+            self.also_close.dispose()
 
     async def accept(self, text: str) -> Applied | None:
         """Journal one notification (raises the database's error if it could not be

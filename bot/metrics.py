@@ -38,6 +38,36 @@ class _OutboxDepth(Collector):
         yield family
 
 
+class _IntakeState(Collector):
+    """The intake journal at scrape time: a growing `pending` with the applier down is the
+    signal that acknowledged alerts are not reaching Slack."""
+
+    def __init__(self, status: Callable[[], tuple[int, int]], applier_up: Callable[[], bool]) -> None:
+        self._status, self._applier_up = status, applier_up
+
+    def collect(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily(
+            "incident_bot_intake_applier_up", "1 when this replica's journal applier is running"
+        )
+        up.add_metric([], 1.0 if self._applier_up() else 0.0)
+        yield up
+        try:
+            pending, failures = self._status()
+        except Exception:
+            logger.warning("intake journal state unavailable for /metrics", exc_info=True)
+            return
+        yield GaugeMetricFamily(
+            "incident_bot_intake_journal_pending",
+            "Notifications acknowledged (200) and not yet applied to incidents",
+            value=pending,
+        )
+        yield GaugeMetricFamily(
+            "incident_bot_intake_failures",
+            "Acknowledged notifications the database can never store (see `incident-bot journal`)",
+            value=failures,
+        )
+
+
 class BotMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -93,6 +123,9 @@ class BotMetrics:
 
     def watch_outbox(self, depth: Callable[[], dict[str, int]]) -> None:
         self.registry.register(_OutboxDepth(depth))
+
+    def watch_intake(self, status: Callable[[], tuple[int, int]], applier_up: Callable[[], bool]) -> None:
+        self.registry.register(_IntakeState(status, applier_up))
 
     def slack_call(self, method: str, error: str | None) -> None:
         self.slack_calls.labels(method).inc()
