@@ -3,8 +3,9 @@
 Slack gives an app 3 seconds to answer a command's HTTP request; after that the user sees
 "operation_timeout" whatever the bot does next. This measures that answer (the ack): the
 HTTP time of signed `/incident list` and `/incident ack INC-n` requests to `POST
-/slack/events` on the real bot (uvicorn, SQLite on local disk, slack-bolt, the outbox posting
-to the local Slack stand-in), while other threads post Alertmanager notifications as fast as
+/slack/events` on the real bot (`python -m bot serve` in its own process, as deployed: its
+journal applier process, SQLite on local disk, slack-bolt, the outbox posting to the local
+Slack stand-in), while other threads post Alertmanager notifications as fast as
 the bot takes them (new incidents and updates of open ones, so the outbox is busy too).
 
 Also reported: the time until the command's real answer reached the response_url (database
@@ -17,6 +18,7 @@ and the ingestion rate the bot sustained meanwhile.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import threading
@@ -28,7 +30,7 @@ import httpx
 
 from bench.stats import describe
 from bot.sandbox.slack_api import SlackStandIn
-from tests.support.botserver import make_settings, run_bot, wait_until
+from tests.support.botserver import BotProcess, make_settings, wait_until
 from tests.support.payloads import alert, notification
 from tests.support.slack_requests import ALICE, BOB, sign, slash_command_body
 
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp, SlackStandIn() as slack:
         settings = make_settings(Path(tmp), slack.url, webhook_token=None)
-        with run_bot(settings) as bot, httpx.Client(base_url=bot.url, timeout=30) as client:
+        bot = BotProcess(settings, Path(tmp) / "bot.log").start()
+        with contextlib.closing(bot), httpx.Client(base_url=bot.url, timeout=30) as client:
             for n in range(args.seed):
                 client.post("/alertmanager", json=notification(alert(pod=f"seed-{n}"), group_key=f"seed-{n}"))
             wait_until(

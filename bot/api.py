@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlmodel import Session
 
-from bot.db import transaction
+from bot.db import reading
 from bot.errors import NotFound
 from bot.incidents import postmortem, store
 from bot.incidents.models import IncidentDetail, IncidentPublic
@@ -73,7 +73,7 @@ async def list_incidents(
     services = _services(request)
 
     def load() -> list[IncidentPublic]:
-        with transaction(services.engine) as session:
+        with reading(services.engine) as session:
             rows = store.list_incidents(session, open_only=status == "open", limit=limit, offset=offset)
             return [IncidentPublic.of(i) for i in rows]
 
@@ -85,7 +85,7 @@ async def get_incident(request: Request, ref: str) -> IncidentDetail | JSONRespo
     services = _services(request)
 
     def load() -> IncidentDetail:
-        with transaction(services.engine) as session:
+        with reading(services.engine) as session:
             return store.detail(session, store.get_incident(session, ref))
 
     try:
@@ -100,7 +100,7 @@ async def get_postmortem(request: Request, ref: str) -> PlainTextResponse | JSON
     services = _services(request)
 
     def render() -> str:
-        with transaction(services.engine) as session:
+        with reading(services.engine) as session:
             return postmortem.load_and_render(session, ref)[1]
 
     try:

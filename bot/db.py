@@ -89,7 +89,23 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE: a writer takes the write lock up front (waiting in the busy handler),
+        # never failing to upgrade a read lock halfway. `reading()` asks for DEFERRED.
+        deferred = connection.get_execution_options().get("sqlite_deferred", False)
+        connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Session]:
+    """A unit of work that only reads. On SQLite its transaction is deferred: in WAL mode it
+    reads a snapshot beside the writer, where `transaction` would queue for the single write
+    lock behind intake, the outbox and every other writer (what made a slash command's
+    answer wait during a storm). Anything it tries to write is rolled back."""
+    bind = engine.execution_options(sqlite_deferred=True) if is_sqlite(engine) else engine
+    # Closed, never committed: what was read stays loaded on the objects (a rollback would
+    # expire them), and the pool rolls the connection back.
+    with Session(bind, expire_on_commit=False) as session:
+        yield session
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from bot.db import transaction, utcnow
+from bot.db import reading, utcnow
 from bot.errors import NotFound
 from bot.incidents.models import (
     Alert,
@@ -74,7 +74,7 @@ def load_with_alerts(engine: Engine, incident_id: int | None) -> tuple[Incident,
     handler starts from (blocking; call it in a worker thread)."""
     if incident_id is None:
         raise NotFound("job has no incident")
-    with transaction(engine) as session:
+    with reading(engine) as session:
         incident = get_incident(session, incident_id)
         assert incident.id is not None
         return incident, list(alerts_of(session, incident.id))

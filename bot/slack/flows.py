@@ -22,7 +22,7 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from bot.db import transaction
+from bot.db import reading, transaction
 from bot.errors import PayloadError, UpstreamError
 from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, lifecycle, store
@@ -213,8 +213,10 @@ class SlackFlows:
         return await anyio.to_thread.run_sync(run)
 
     async def _db(self, work: Callable[[Session], Any]) -> Any:
+        """Read only (a snapshot beside the writers)."""
+
         def run() -> Any:
-            with transaction(self.services.engine) as session:
+            with reading(self.services.engine) as session:
                 return work(session)
 
         return await anyio.to_thread.run_sync(run)

@@ -12,7 +12,7 @@ import anyio
 from sqlalchemy.engine import Engine
 from sqlmodel import Column, Field, Session, SQLModel, col, func, select
 
-from bot.db import UTCDateTime, transaction, utcnow
+from bot.db import UTCDateTime, reading, transaction, utcnow
 from bot.errors import UpstreamError
 from bot.incidents import store
 from bot.incidents.models import Incident, IncidentStatus
@@ -77,7 +77,7 @@ class HomeRefresh:
 
     async def __call__(self) -> None:
         def read() -> tuple[list[str], list[Incident], int]:
-            with transaction(self.engine) as session:
+            with reading(self.engine) as session:
                 viewers = recent_viewers(session)
                 if not viewers:
                     return [], [], 0
