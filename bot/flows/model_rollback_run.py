@@ -151,7 +151,7 @@ class _Run:
         )
         if not outcome.ok:
             raise BotError(outcome.text)
-        text = f"{outcome.text} (rolling) so it loads v{to}"
+        text = f"restarted {target} so it loads v{to} ({outcome.text})"
         await self.note(
             target,
             {"status": "done", "text": text, "result": outcome.result},
@@ -172,8 +172,8 @@ class _Run:
         if restarted:
             parts.append(f"restarted already: {', '.join(restarted)}")
         parts.append(
-            f"Restart it yourself (kubectl rollout restart deployment/{deployment} -n {namespace}, or the "
-            "runbook's Restart button), or roll the alias forward again if the old version must stay"
+            f"To load v{to}, restart it yourself: kubectl rollout restart deployment/{deployment} "
+            f"-n {namespace} (or the runbook's Restart button)"
         )
         return Outcome(
             False, ". ".join(parts), {**moved.result, "restarted": restarted, "not_restarted": left}
