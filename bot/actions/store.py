@@ -172,6 +172,7 @@ def release_lock(session: Session, record: ActionRecord) -> None:
         lock = session.get(TargetLock, target)
         if lock is not None and lock.action_id == record.id:
             session.delete(lock)
+    session.flush()
 
 
 def last_action_at(

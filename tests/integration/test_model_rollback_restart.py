@@ -422,3 +422,27 @@ def test_the_model_alias_label_names_the_alias_of_a_runbook_button(
     runbook = harness.wait_thread(incident, "Runbook: ")
     confirmation = harness.answer(harness.click("runbook_action:0", runbook))
     assert f"{name}@staging: v{v2} -> v{v1}" in harness.text(confirmation)
+
+
+def test_the_restart_rule_s_approvals_apply_to_the_model_rollback(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    # Model rollbacks alone need no approval here; restarts in ml do, so this one does.
+    harness = start(
+        POLICY.replace('deployments: ["churn-*"]', 'deployments: ["churn-*"]\n    approvers: {required: 1}')
+    )
+    name, v1, v2 = churn_model(mlflow_server)
+    incident = open_served_incident(harness, name)
+    confirmation = harness.answer(harness.command("/rollback", f"model {name}"))
+    assert "needs 1 approval from a member of S0SRE, other than the requester" in harness.text(confirmation)
+    harness.click_answer("action_confirm", confirmation)
+    request = harness.wait_thread(incident, f"asks to *roll back `{name}@champion`*")
+    assert f"then restart {DEPLOYMENT} (rolling) so it loads v{v1}" in harness.thread_text(incident)
+    assert mlflow_server.alias(name, "champion") == v2
+
+    harness.answer(harness.click("action_approve", request, user=BOB))
+    record = harness.wait_record(lambda r: r.status in ("succeeded", "failed"), timeout=30)
+    assert record.status == "succeeded", record.error
+    assert record.approved_by == BOB.id
+    assert mlflow_server.alias(name, "champion") == v1
+    assert restarted_at(harness.kube) is not None
