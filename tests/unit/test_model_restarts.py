@@ -134,3 +134,22 @@ def test_a_model_rollback_restart_counts_for_the_restart_cooldown(engine: Engine
         assert last.replace(tzinfo=UTC) == NOW - timedelta(minutes=3)
         assert action_store.last_action_at(session, "restart", "ml/other") is None
         assert action_store.last_action_at(session, "restart", "ml/churn-svc", exclude=done.id) is None
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "manifests" / "base" / "config" / "policy.yaml"
+
+
+def test_in_the_example_policy_on_call_restarts_what_serves_the_model_and_ml_engineers_do_not() -> None:
+    example = Policy.load(EXAMPLE)
+
+    def decide_as(group: str, request: ActionRequest):  # type: ignore[no-untyped-def]
+        return example.decide(request, user_groups=frozenset({group}), now=NOW, last_action_at=None)
+
+    model = ActionRequest(ActionKind.MODEL_ROLLBACK, "U0ANYONE", None, None, model="churn-xgb")
+    restart = restart_request_of("U0ANYONE", "llm-prod-eu/triton-churn")
+    assert decide_as("S04LLMONCALL", model).allowed
+    assert decide_as("S04LLMONCALL", restart).allowed
+    assert decide_as("S04MLENG", model).allowed
+    refused = decide_as("S04MLENG", restart)
+    assert not refused.allowed
+    assert "allows restart only in namespaces llm-staging" in refused.message
