@@ -655,7 +655,7 @@ class ActionFlows:
         if not self.workloads.available:
             if params.restart_asked:
                 raise ConfigError(
-                    f"the restart after the model rollback needs Kubernetes: {KUBERNETES_MISSING}"
+                    f"the restart after the model rollback cannot be done: {KUBERNETES_MISSING}"
                 )
             return RestartPlan(
                 skipped=model_restarts.skipped_text(
