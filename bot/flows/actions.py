@@ -42,6 +42,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -324,7 +325,7 @@ class ActionFlows:
             for target in [base.target, *restarts.targets]:
                 if not target:
                     continue
-                busy = await self._read(lambda s, t=target: self._busy(s, t, now))  # type: ignore[misc]
+                busy = await self._read(partial(self._busy, target=target, now=now))
                 if busy is not None:
                     await self._finish_new(who, answer, base, ActionStatus.REFUSED, busy, None, refusal=True)
                     return
@@ -657,11 +658,7 @@ class ActionFlows:
                 raise ConfigError(
                     f"the restart after the model rollback cannot be done: {KUBERNETES_MISSING}"
                 )
-            return RestartPlan(
-                skipped=model_restarts.skipped_text(
-                    targets, f"Kubernetes is not configured ({KUBERNETES_MISSING})"
-                )
-            )
+            return RestartPlan(skipped=model_restarts.skipped_text(targets, KUBERNETES_MISSING))
         return RestartPlan(tuple(targets))
 
     async def _decide_restarts(
@@ -681,7 +678,7 @@ class ActionFlows:
         refused: list[str] = []
         for target in restarts.targets:
             last = await self._read(
-                lambda s, t=target: action_store.last_action_at(s, ActionKind.RESTART, t)  # type: ignore[misc]
+                partial(action_store.last_action_at, kind=ActionKind.RESTART, target=target)
             )
             decision = self.policy.decide(
                 model_restarts.restart_request_of(actor, target, dry_run=dry_run),

@@ -380,7 +380,7 @@ def test_a_runbook_button_without_an_alias_moves_the_models_file_alias(
 ) -> None:
     # Served as churn-svc-N, registered as churn-xgb-N, served through `prod` (models file).
     number = next(_names)
-    served, name = f"churn-svc-{number}", f"churn-xgb-{number}"
+    served, name = f"churn-svc-rb{number}", f"churn-xgb-rb{number}"  # the server is shared
     mlflow_server.create_model(name)
     v1, _ = mlflow_server.register_version(name, {"accuracy": 0.93})
     v2, _ = mlflow_server.register_version(name, {"accuracy": 0.84})
@@ -446,3 +446,28 @@ def test_the_restart_rule_s_approvals_apply_to_the_model_rollback(
     assert record.approved_by == BOB.id
     assert mlflow_server.alias(name, "champion") == v1
     assert restarted_at(harness.kube) is not None
+
+
+def test_a_restart_refused_by_the_time_of_the_confirmation_refuses_the_whole_rollback(
+    start: Callable[..., Harness], mlflow_server: MlflowServer
+) -> None:
+    # Restarts of ml/* are 1 h apart; model rollbacks themselves have no cooldown.
+    harness = start(POLICY.replace('deployments: ["churn-*"]', 'deployments: ["churn-*"]\n    cooldown: 1h'))
+    first, f1, _ = churn_model(mlflow_server)
+    second, _, s2 = churn_model(mlflow_server)
+    open_served_incident(harness, first)
+    open_served_incident(harness, second)
+    alice = harness.answer(harness.command("/rollback", f"model {second}"))
+    assert f"then restart {DEPLOYMENT}" in harness.text(alice)
+
+    # Meanwhile bob rolls back the other model served by the same Deployment, restarting it.
+    bob = harness.answer(harness.command("/rollback", f"model {first}", user=BOB))
+    harness.click_answer("action_confirm", bob, user=BOB)
+    done = harness.wait_record(lambda r: r.requested_by == BOB.id and r.status in ("succeeded", "failed"))
+    assert done.status == "succeeded", done.error
+    assert mlflow_server.alias(first, "champion") == f1
+
+    refused = harness.text(harness.answer(harness.click_answer("action_confirm", alice)))
+    assert f"the restart of {DEPLOYMENT} after the model rollback is refused: cooldown" in refused
+    assert mlflow_server.alias(second, "champion") == s2
+    assert real_patches(harness) == 1
