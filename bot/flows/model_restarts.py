@@ -87,8 +87,10 @@ def serving_deployments(label_sets: Iterable[Mapping[str, str]], model: str, mod
 
 @dataclass(frozen=True)
 class RestartPlan:
-    """The Deployments to restart, with their revisions when planned (for the resumed check),
-    and why serving Deployments found in the labels will not be restarted (None: all will)."""
+    """The Deployments to restart, with their revisions when planned (kept with the plan for
+    the audit; execution records the revision it finds when it starts each restart, which is
+    what a resumed job compares against), and why serving Deployments found in the labels will
+    not be restarted (None: all will)."""
 
     targets: tuple[str, ...] = ()
     revisions: Mapping[str, int | None] | None = None
