@@ -36,13 +36,12 @@ def params_of(action: RenderedAction) -> dict[str, Any]:
 
 def offer(session: Session, *, incident_id: int, action: RenderedAction, source: str) -> ActionRecord:
     params = params_of(action)
-    target = (
-        f"{params['namespace']}/{params['deployment']}"
-        if "namespace" in params and "deployment" in params
-        else f"{params['model']}@{params['alias']}"
-        if "model" in params
-        else None
-    )
+    target: str | None = None
+    if "namespace" in params and "deployment" in params:
+        target = f"{params['namespace']}/{params['deployment']}"
+    elif "model" in params:
+        # Without an alias the click resolves it (the models file, the model_alias label).
+        target = f"{params['model']}@{params['alias']}" if params.get("alias") else str(params["model"])
     record = ActionRecord(
         incident_id=incident_id,
         kind=action.action,

@@ -52,6 +52,9 @@ How a request is decided (`Policy.decide`):
   and `deployment` labels (`ActionRequest.for_silence`). A missing label is the empty
   string, which only the pattern `*` matches, so a rule scoped to `llm-*` never lets anyone
   silence an alert that carries no namespace. Silences have no cooldown.
+* **Model rollbacks** (`model_rollback`) are scoped by `models` instead of namespaces and
+  deployments; the restarts of the serving Deployments that follow one are each decided as
+  `restart` on their namespace/deployment (bot/flows/model_restarts.py combines the decisions).
 * **No policy file**: every action is refused with a message that says how to allow it.
 
 Everything here is pure: the caller resolves the requester's user groups (Slack

@@ -47,6 +47,14 @@ MAX_REPLICAS = 10_000
 # MLflow registered model names and aliases, as far as a label or a command can carry them.
 ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-/]{0,254}$")]
 AliasName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_\-]{0,254}$")]
+# A Deployment to restart after a model rollback: `namespace/deployment`.
+DeploymentTarget = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=317
+    ),
+]
+MAX_RESTARTS = 5
 
 
 P = TypeVar("P", bound=BaseModel)
@@ -128,15 +136,27 @@ class SilenceParams(_Params):
 @action(ActionKind.MODEL_ROLLBACK, verb="roll back", done="rolled back")
 class ModelRollbackParams(_Params):
     """Move a registry alias back: to `version`, or (None) to the version it pointed to before.
-    `model` is the registered model's name, `alias` the serving alias."""
+    `model` is the registered model's name, `alias` the serving alias.
+
+    Then restart the Deployments that serve it, so they load the version: `deployments`
+    (`namespace/deployment`, from `--restart`) when given; else, unless `restart` is False,
+    those the incident's labels name (bot/flows/model_restarts.py). `restart` True insists:
+    without a known Deployment the request fails instead of moving only the alias."""
 
     model: ModelName
     alias: AliasName = "champion"
     version: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,9}$")] | None = None
+    restart: bool | None = None
+    deployments: tuple[DeploymentTarget, ...] = Field((), max_length=MAX_RESTARTS)
 
     @property
     def target(self) -> str:
         return f"{self.model}@{self.alias}"
+
+    @property
+    def restart_asked(self) -> bool:
+        """The requester asked for the restart explicitly (a refusal of it refuses the request)."""
+        return bool(self.deployments) or self.restart is True
 
 
 ActionParams = RollbackParams | ScaleParams | RestartParams | SilenceParams | ModelRollbackParams
@@ -152,6 +172,8 @@ def spec_of(kind: str | ActionKind) -> ActionSpec:
 
 def _problem(err: Any) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "parameters"
+    if err["type"] == "string_pattern_mismatch" and where.startswith("deployments"):
+        return f"{err['input']!r} is not <namespace>/<deployment> (Kubernetes names)"
     if err["type"] == "string_pattern_mismatch" and where in ("model", "alias", "version"):
         what = {"model": "a registered model name", "alias": "an alias", "version": "a version number"}[where]
         return f"{where} {err['input']!r} is not {what}"

@@ -40,6 +40,7 @@ __all__ = [
     "incident_of",
     "last_action_at",
     "lock_holder",
+    "lock_targets",
     "mark_expired",
     "queue_execution",
     "release_lock",
@@ -68,6 +69,8 @@ FINISHED = frozenset(
 )
 # Real actions that count for the cooldown: under way or done (not refused, failed or dry).
 _COUNTS_FOR_COOLDOWN = (ActionStatus.QUEUED, ActionStatus.RUNNING, ActionStatus.SUCCEEDED)
+# How many of the latest model rollbacks a restart's cooldown looks through for their restarts.
+_RECENT_MODEL_ROLLBACKS = 200
 
 
 def get_record(session: Session, record_id: int | str, *, for_update: bool = False) -> ActionRecord:
@@ -134,32 +137,42 @@ def busy_text(lock: TargetLock, holder: ActionRecord) -> str:
     )
 
 
+def lock_targets(record: ActionRecord) -> list[str]:
+    """What an action locks: its target, and for a model rollback the Deployments it restarts
+    after moving the alias (its plan's `restart`), so no rollout runs on them meanwhile."""
+    targets = [record.target] if record.target else []
+    if record.kind == "model_rollback":
+        targets += [str(t) for t in (record.plan or {}).get("restart") or [] if str(t) not in targets]
+    return targets
+
+
 def take_lock(session: Session, record: ActionRecord, now: datetime) -> None:
-    """One action at a time per target. Raises Conflict naming the holder when the target is
+    """One action at a time per target. Raises Conflict naming the holder when a target is
     busy; a lock that ran out (a crashed bot) is taken over. A concurrent taker on another
     replica fails on the primary key when the transaction commits."""
-    if not record.target:
+    targets = lock_targets(record)
+    if not targets:
         return
     assert record.id is not None
-    busy = lock_holder(session, record.target, now, exclude=record.id)
-    if busy is not None:
-        raise Conflict(busy_text(*busy))
-    existing = session.get(TargetLock, record.target)
-    if existing is not None:
-        session.delete(existing)
-        session.flush()
-    session.add(
-        TargetLock(target=record.target, action_id=record.id, locked_at=now, expires_at=now + LOCK_TTL)
-    )
+    for target in targets:
+        busy = lock_holder(session, target, now, exclude=record.id)
+        if busy is not None:
+            raise Conflict(busy_text(*busy))
+    for target in targets:
+        existing = session.get(TargetLock, target)
+        if existing is not None:
+            session.delete(existing)
+            session.flush()
+        session.add(TargetLock(target=target, action_id=record.id, locked_at=now, expires_at=now + LOCK_TTL))
     session.flush()
 
 
 def release_lock(session: Session, record: ActionRecord) -> None:
-    if not record.target:
-        return
-    lock = session.get(TargetLock, record.target)
-    if lock is not None and lock.action_id == record.id:
-        session.delete(lock)
+    for target in lock_targets(record):
+        lock = session.get(TargetLock, target)
+        if lock is not None and lock.action_id == record.id:
+            session.delete(lock)
+    session.flush()
 
 
 def last_action_at(
@@ -177,6 +190,25 @@ def last_action_at(
     if exclude is not None:
         query = query.where(ActionRecord.id != exclude)
     times = [r.finished_at or r.updated_at for r in session.exec(query).all()]
+    if kind == "restart":
+        # A model rollback that restarts the Deployment after moving the alias restarts it too.
+        rollbacks = (
+            select(ActionRecord)
+            .where(
+                ActionRecord.kind == "model_rollback",
+                col(ActionRecord.status).in_([s.value for s in _COUNTS_FOR_COOLDOWN]),
+                col(ActionRecord.dry_run).is_(False),
+            )
+            .order_by(col(ActionRecord.id).desc())
+            .limit(_RECENT_MODEL_ROLLBACKS)
+        )
+        if exclude is not None:
+            rollbacks = rollbacks.where(ActionRecord.id != exclude)
+        times += [
+            r.finished_at or r.updated_at
+            for r in session.exec(rollbacks).all()
+            if target in ((r.plan or {}).get("restart") or [])
+        ]
     return max(times) if times else None
 
 

@@ -42,6 +42,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -78,7 +79,9 @@ from bot.actions.registry import (
 )
 from bot.actions.silences import SILENCES_MISSING, NoAlertmanager, Silences, matchers_for_alert
 from bot.db import transaction, utcnow
-from bot.errors import BotError, Conflict, PayloadError
+from bot.errors import BotError, ConfigError, Conflict, PayloadError
+from bot.flows import model_restarts
+from bot.flows.model_restarts import RestartPlan
 from bot.flows.requests import Answer, Invocation
 from bot.incidents import jobs, store
 from bot.incidents.lifecycle import Actor
@@ -86,7 +89,7 @@ from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus
 from bot.kpis.models_file import ModelsFile
 from bot.metrics import BotMetrics
 from bot.registry.mlflow import REGISTRY_MISSING, ModelRegistry, NoRegistry
-from bot.registry.models import model_of_labels, rollback_values
+from bot.registry.models import model_of_labels, rollback_values, spec_for_registered
 from bot.slack import action_blocks as blocks
 from bot.slack.blocks import Message
 from bot.slack.usergroups import UserGroups
@@ -254,7 +257,8 @@ class ActionFlows:
     ) -> None:
         """One request for an action, from a button or a command, up to its first stop."""
         if kind == ActionKind.MODEL_ROLLBACK.value:
-            raw = rollback_values(raw, self.models)
+            given = raw
+            raw = await self._read(lambda s: self._model_values(s, given, incident_id, find_incident))
         params = parse_params(kind, raw)
         spec = spec_of(kind)
         context = await self._read(lambda s: self._context(s, params, incident_id, find_incident))
@@ -292,6 +296,12 @@ class ActionFlows:
             missing = SILENCES_MISSING
         elif isinstance(params, ModelRollbackParams) and not self.registry.available:
             missing = REGISTRY_MISSING
+        restarts = RestartPlan()
+        if missing is None and isinstance(params, ModelRollbackParams):
+            try:
+                restarts = self._restart_targets(params, context)
+            except BotError as exc:
+                missing = exc.message
         if missing is not None:
             await self._finish_new(who, answer, base, ActionStatus.FAILED, missing, None)
             return
@@ -304,18 +314,35 @@ class ActionFlows:
         if not decision.allowed:
             await self._refuse_new(who, answer, base, decision, None)
             return
-        if base.target and not decision.dry_run:
-            busy = await self._read(lambda s: self._busy(s, base.target or "", now))
-            if busy is not None:
-                await self._finish_new(who, answer, base, ActionStatus.REFUSED, busy, None, refusal=True)
+        if isinstance(params, ModelRollbackParams) and restarts.targets:
+            decided = await self._decide_restarts(params, restarts, actor.id, groups, now, dry_run)
+            if isinstance(decided, Decision):
+                await self._refuse_new(who, answer, base, decided, None)
                 return
+            restarts, restart_decisions = decided
+            decision = model_restarts.combine(decision, restart_decisions)
+        if not decision.dry_run:
+            for target in [base.target, *restarts.targets]:
+                if not target:
+                    continue
+                busy = await self._read(partial(self._busy, target=target, now=now))
+                if busy is not None:
+                    await self._finish_new(who, answer, base, ActionStatus.REFUSED, busy, None, refusal=True)
+                    return
 
         try:
-            change, plan_data = await self._plan(params, base, context, actor.id, actor.name, now)
+            if isinstance(params, ModelRollbackParams):
+                change, plan_data = await self._plan_model(params, restarts, now)
+            else:
+                change, plan_data = await self._plan(params, base, context, actor.id, actor.name, now)
         except BotError as exc:
             await self._finish_new(who, answer, base, ActionStatus.FAILED, exc.message, None)
             return
         base.plan = {**base.plan, **plan_data, "change": change.to_dict()}
+        if plan_data.get("restart_skipped") and not decision.confirm and not decision.dry_run:
+            # Serving Deployments will not reload the version: the requester sees that before
+            # the alias moves, whatever the policy says about confirming.
+            decision = replace(decision, confirm=True)
         if isinstance(params, ScaleParams):
             # The scale's direction is known now: a scale-down asks for confirmation.
             policy_request = self._policy_request_of(base, actor.id, params, dry_run)
@@ -579,6 +606,123 @@ class ActionFlows:
             "approvals": [],
         }
 
+    def _model_values(
+        self, session: Session, raw: Mapping[str, Any], incident_id: int | None, find_incident: bool
+    ) -> dict[str, Any]:
+        """A model rollback's parameters with the alias resolved as `/rollback model NAME`
+        resolves it: the incident's `model_alias` label or the models file (bot/registry/models.py,
+        through the incident's labels when there is one), else `champion`."""
+        values = dict(raw)
+        name = values.get("model")
+        if not values.get("alias") and isinstance(name, str):
+            spec = spec_for_registered(self.models, name)
+            registered = spec.registered_name if spec is not None else name
+            incident: Incident | None = None
+            if incident_id is not None:
+                incident = store.get_incident(session, incident_id)
+            elif find_incident:
+                incident = _incident_for_model(session, registered, self.models)
+            if incident is not None and incident.id is not None:
+                label_sets = [
+                    incident.common_labels,
+                    *(a.labels for a in store.alerts_of(session, incident.id)),
+                ]
+                refs = [model_of_labels(labels, self.models) for labels in label_sets]
+                alias = next((r.alias for r in refs if r is not None and r.name == registered), None)
+                if alias:
+                    values["alias"] = alias
+        return rollback_values(values, self.models)
+
+    def _restart_targets(self, params: ModelRollbackParams, context: _Context) -> RestartPlan:
+        """The Deployments to restart after the alias moves (bot/flows/model_restarts.py), before
+        the policy has its say; raises when a restart asked for cannot happen."""
+        if params.restart is False:
+            return RestartPlan()
+        if params.deployments:
+            targets = list(params.deployments)
+        elif context.incident is not None:
+            label_sets = [context.incident.common_labels, *(a.labels for a in context.alerts)]
+            targets = model_restarts.serving_deployments(label_sets, params.model, self.models)
+        else:
+            targets = []
+        if not targets:
+            if params.restart:
+                raise PayloadError(
+                    f"a restart was asked for, but no Deployment serving {params.model} is known: the "
+                    "incident's alerts carry no namespace with a deployment or pod label; name it with "
+                    f"`/rollback model {params.target} --restart <namespace>/<deployment>`"
+                )
+            return RestartPlan()
+        if not self.workloads.available:
+            if params.restart_asked:
+                raise ConfigError(
+                    f"the restart after the model rollback cannot be done: {KUBERNETES_MISSING}"
+                )
+            return RestartPlan(skipped=model_restarts.skipped_text(targets, KUBERNETES_MISSING))
+        return RestartPlan(tuple(targets))
+
+    async def _decide_restarts(
+        self,
+        params: ModelRollbackParams,
+        restarts: RestartPlan,
+        actor: str,
+        groups: frozenset[str],
+        now: datetime,
+        dry_run: bool,
+    ) -> tuple[RestartPlan, list[Decision]] | Decision:
+        """Each restart as policy action `restart` on its Deployment: the allowed ones with their
+        decisions, the refused ones told in the plan; or the refusal of the whole request when
+        the restart was asked for explicitly."""
+        kept: list[str] = []
+        decisions: list[Decision] = []
+        refused: list[str] = []
+        for target in restarts.targets:
+            last = await self._read(
+                partial(action_store.last_action_at, kind=ActionKind.RESTART, target=target)
+            )
+            decision = self.policy.decide(
+                model_restarts.restart_request_of(actor, target, dry_run=dry_run),
+                user_groups=groups,
+                now=now,
+                last_action_at=last,
+            )
+            if decision.allowed:
+                kept.append(target)
+                decisions.append(decision)
+                continue
+            if params.restart_asked:
+                return model_restarts.restart_refusal(target, decision)
+            refused.append(
+                model_restarts.skipped_text([target], f"the policy refuses it: {decision.message}")
+            )
+        skipped = " ".join(x for x in (restarts.skipped, *refused) if x) or None
+        return RestartPlan(tuple(kept), skipped=skipped), decisions
+
+    async def _plan_model(
+        self, params: ModelRollbackParams, restarts: RestartPlan, now: datetime
+    ) -> tuple[Change, dict[str, Any]]:
+        """Blocking calls in a thread: the alias move (MLflow), then each Deployment to restart
+        (it exists and is not paused; one found only in the labels that cannot be is left out,
+        and the plan says so)."""
+        engine, registry, workloads = self.engine, self.registry, self.workloads
+
+        def plan() -> tuple[Change, dict[str, Any]]:
+            change, data = MODEL_ROLLBACK.plan(engine, registry, params)
+            planned, revisions, problems = model_restarts.plan_restarts(
+                workloads, restarts.targets, now, asked=params.restart_asked
+            )
+            skipped = " ".join(x for x in (restarts.skipped, *problems) if x) or None
+            final = RestartPlan(tuple(planned), revisions, skipped)
+            change = model_restarts.describe(change, str(data["to_version"]), final, now)
+            return change, {
+                **data,
+                model_restarts.RESTART_KEY: list(final.targets),
+                "restart_revisions": revisions,
+                "restart_skipped": skipped,
+            }
+
+        return await anyio.to_thread.run_sync(plan)
+
     def _busy(self, session: Session, target: str, now: datetime) -> str | None:
         found = action_store.lock_holder(session, target, now)
         return action_store.busy_text(*found) if found else None
@@ -609,9 +753,6 @@ class ActionFlows:
                 "created_by": author,
                 "comment": comment,
             }
-        if isinstance(params, ModelRollbackParams):
-            engine, registry = self.engine, self.registry
-            return await anyio.to_thread.run_sync(lambda: MODEL_ROLLBACK.plan(engine, registry, params))
         workloads, kind = self.workloads, workload_kind(record.kind)
         return await anyio.to_thread.run_sync(lambda: kind.plan(workloads, params, now))
 
@@ -629,7 +770,25 @@ class ActionFlows:
         outcome = "The bot would send this request; nothing was sent."
         result: dict[str, Any] = {}
         if isinstance(params, ModelRollbackParams):
-            outcome = "MLflow has no dry run: the bot would send this request; nothing was sent."
+            outcome = "MLflow has no dry run: the bot would send the alias request; nothing was sent."
+            targets = [str(t) for t in record.plan.get(model_restarts.RESTART_KEY) or []]
+            if targets:
+                workloads = self.workloads
+                try:
+                    done_all = await anyio.to_thread.run_sync(
+                        lambda: [
+                            workloads.restart(*model_restarts.split(t), dry_run=True).message for t in targets
+                        ]
+                    )
+                except BotError as exc:
+                    await self._finish_new(
+                        who, answer, record, ActionStatus.FAILED, f"dry run failed: {exc.message}", change
+                    )
+                    return
+                outcome += (
+                    " Then the API server accepted the restart(s) as a dry run: " + "; ".join(done_all) + "."
+                )
+                result = {"restarts": done_all}
         elif not isinstance(params, SilenceParams):
             workloads = self.workloads
             try:
@@ -781,9 +940,26 @@ class ActionFlows:
     ) -> Decision:
         assert rec.requested_by is not None
         last = action_store.last_action_at(session, rec.kind, rec.target, exclude=rec.id)
-        return self.policy.decide(
+        decision = self.policy.decide(
             _policy_request(rec, rec.requested_by), user_groups=groups, now=now, last_action_at=last
         )
+        targets = [str(t) for t in (rec.plan or {}).get(model_restarts.RESTART_KEY) or []]
+        if not decision.allowed or rec.kind != ActionKind.MODEL_ROLLBACK or not targets:
+            return decision
+        restart_decisions = []
+        for target in targets:
+            last_restart = action_store.last_action_at(session, ActionKind.RESTART, target, exclude=rec.id)
+            restart = self.policy.decide(
+                model_restarts.restart_request_of(rec.requested_by, target),
+                user_groups=groups,
+                now=now,
+                last_action_at=last_restart,
+            )
+            if not restart.allowed:
+                # The person confirmed both steps: half of it is not what they confirmed.
+                return model_restarts.restart_refusal(target, restart)
+            restart_decisions.append(restart)
+        return model_restarts.combine(decision, restart_decisions)
 
     def _refuse_existing(
         self, session: Session, rec: ActionRecord, change: Change, decision: Decision, who: Invocation

@@ -35,7 +35,6 @@ from sqlmodel import Session
 from bot.actions import store as action_store
 from bot.actions.changes import Change
 from bot.actions.kinds import Outcome, workload_kind
-from bot.actions.kinds.model_rollback import MODEL_ROLLBACK
 from bot.actions.kubernetes import (
     KUBERNETES_MISSING,
     NoKubernetes,
@@ -56,6 +55,7 @@ from bot.diagnostics import Metrics, NoPrometheus, expr_from_generator_url
 from bot.diagnostics.prometheus import PROMETHEUS_MISSING
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
+from bot.flows.model_rollback_run import run_model_rollback
 from bot.incidents import jobs, lifecycle, store
 from bot.incidents.lifecycle import Actor
 from bot.incidents.models import AlertStatus, IncidentStatus
@@ -174,11 +174,15 @@ class ActionExecutor:
         if isinstance(params, SilenceParams):
             return await self._silence(record, params, resumed)
         if isinstance(params, ModelRollbackParams):
-            engine, registry, actor = self.engine, self.registry, record.requested_by or ""
-            if not registry.available:
+            if not self.registry.available:
                 return Outcome(False, REGISTRY_MISSING)
-            return await anyio.to_thread.run_sync(
-                lambda: MODEL_ROLLBACK.execute(engine, registry, params, plan, actor)
+            return await run_model_rollback(
+                self.engine,
+                self.registry,
+                self.workloads,
+                record,
+                params,
+                lambda: self._within_deadline(record),
             )
         workloads = self.workloads
         if not workloads.available:

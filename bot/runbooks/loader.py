@@ -240,7 +240,8 @@ def _action_fields(index: int, action: ActionSpec) -> Iterator[tuple[tuple[str |
         yield (*base, "replicas"), action.replicas, "raw"
     if isinstance(action, ModelRollbackActionSpec):
         yield (*base, "model"), action.model, "raw"
-        yield (*base, "alias"), action.alias, "raw"
+        if action.alias is not None:
+            yield (*base, "alias"), action.alias, "raw"
         if isinstance(action.version, str):
             yield (*base, "version"), action.version, "raw"
     if isinstance(action, SilenceActionSpec):

@@ -326,8 +326,8 @@ class _Renderer:
             alias = self._param(i, "alias", spec.alias, check_alias)
             version = self._param(i, "version", spec.version, check_model_version)
             if len(self.errors) == errors_before:
-                params = ModelRollbackParams(model=model, alias=alias, version=version)
-                label = label or f"Roll back {model}@{alias}"
+                params = ModelRollbackParams(model=model, alias=alias, version=version, restart=spec.restart)
+                label = label or (f"Roll back {model}@{alias}" if alias else f"Roll back {model}")
         elif isinstance(spec, SilenceActionSpec):
             loc: tuple[str | int, ...] = ("actions", i, "duration")
             duration_text = self.text(loc) if loc in self.runbook.templates else spec.duration

@@ -178,11 +178,15 @@ class RestartParams(_Params):
 
 
 class ModelRollbackParams(_Params):
-    """`version` None: the version the alias pointed to before."""
+    """`version` None: the version the alias pointed to before. `alias` None: the alias the
+    incident's `model_alias` label or the models file gives the model (else `champion`), found
+    when the button is clicked, as `/rollback model NAME` does. `restart` None: restart the
+    serving Deployments when the incident's labels name them."""
 
     model: str
-    alias: str = "champion"
+    alias: str | None = None
     version: str | None = None
+    restart: bool | None = None
 
 
 class SilenceParams(_Params):
@@ -327,9 +331,23 @@ class ModelRollbackActionSpec(_ActionSpec):
     model: str = Field(
         min_length=1, description="Registered model name (template, e.g. '{{ labels.model_name }}')."
     )
-    alias: str = Field("champion", min_length=1, description="The serving alias (template).")
+    alias: str | None = Field(
+        None,
+        min_length=1,
+        description=(
+            "The serving alias (template); if omitted, the incident's model_alias label, else the models "
+            "file's alias for the model, else champion."
+        ),
+    )
     version: int | str | None = Field(
         None, description="Version to return to; the one the alias pointed to before if omitted."
+    )
+    restart: bool | None = Field(
+        None,
+        description=(
+            "Restart the serving Deployments after the alias moves, so they load the version: true, "
+            "false, or omitted (restart when the incident's labels name them)."
+        ),
     )
 
     @field_validator("model")
@@ -339,8 +357,8 @@ class ModelRollbackActionSpec(_ActionSpec):
 
     @field_validator("alias")
     @classmethod
-    def _alias(cls, value: str) -> str:
-        return check_alias(value) if _literal(value) else value
+    def _alias(cls, value: str | None) -> str | None:
+        return check_alias(value) if value is not None and _literal(value) else value
 
     @field_validator("version")
     @classmethod

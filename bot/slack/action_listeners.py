@@ -91,7 +91,13 @@ def register_action_listeners(slack: SlackApp, flows: ActionFlows) -> None:
 
 def _rollback_params(p: commands.Rollback | commands.ModelRollback) -> dict[str, Any]:
     if isinstance(p, commands.ModelRollback):
-        return {"model": p.model, "alias": p.alias, "version": p.version}
+        return {
+            "model": p.model,
+            "alias": p.alias,
+            "version": p.version,
+            "restart": p.restart,
+            "deployments": list(p.deployments),
+        }
     return {"namespace": p.namespace, "deployment": p.deployment, "revision": p.revision}
 
 

@@ -105,8 +105,10 @@ ROLLBACK_USAGE = (
     "Usage: `/rollback <namespace>/<deployment> [revision] [--dry-run]`, e.g. "
     "`/rollback llm-prod/vllm-llama` (the previous revision, like `kubectl rollout undo`) or "
     "`/rollback llm-prod/vllm-llama 12`; a model in the registry: "
-    "`/rollback model <name>[@<alias>] [version] [--dry-run]`, e.g. `/rollback model churn-xgb@champion` "
-    "(the version the alias pointed to before; the alias defaults to `champion`)."
+    "`/rollback model <name>[@<alias>] [version] [--restart <namespace>/<deployment>] [--no-restart] "
+    "[--dry-run]`, e.g. `/rollback model churn-xgb@champion` (the version the alias pointed to before; "
+    "the alias defaults to the models file's, else `champion`; the Deployments the incident names are "
+    "restarted after it unless `--no-restart`)."
 )
 SCALE_USAGE = (
     "Usage: `/scale <namespace>/<deployment> <replicas> [--dry-run]`, e.g. `/scale llm-prod/vllm-llama 4`."
@@ -243,6 +245,8 @@ class ModelRollback:
     alias: str | None  # None: the models file's alias for it, else champion
     version: str | None = None
     dry_run: bool = False
+    restart: bool | None = None  # --restart ns/deploy: True, --no-restart: False, else the incident's
+    deployments: tuple[str, ...] = ()  # from --restart ns/deploy
 
 
 @dataclass(frozen=True)
@@ -414,8 +418,40 @@ def _check(kind: str, values: dict[str, object], usage: str) -> None:
         raise UsageError(text[:1].upper() + text[1:] + ".", usage=usage) from None
 
 
+def _restart_flags(words: list[str]) -> tuple[list[str], bool | None, tuple[str, ...]]:
+    """`--restart ns/deploy` (repeatable) and `--no-restart` out of a `/rollback model` text."""
+    rest: list[str] = []
+    targets: list[str] = []
+    restart: bool | None = None
+    items = iter(words)
+    for word in items:
+        flag = word.lower()
+        if flag in ("--no-restart", "--no_restart"):
+            restart = False
+        elif flag.startswith("--restart="):
+            targets.append(word.split("=", 1)[1])
+        elif flag == "--restart":
+            following = next(items, None)
+            if following is None or following.startswith("--"):
+                raise UsageError(
+                    "`--restart` needs the Deployment to restart: `--restart <namespace>/<deployment>`.",
+                    usage=ROLLBACK_USAGE,
+                )
+            targets.append(following)
+        else:
+            rest.append(word)
+    if targets and restart is False:
+        raise UsageError("`--restart` and `--no-restart` contradict each other.", usage=ROLLBACK_USAGE)
+    checked = []
+    for target in targets:
+        namespace, deployment = _target(target, ROLLBACK_USAGE)
+        checked.append(f"{namespace}/{deployment}")
+    return rest, (True if checked else restart), tuple(dict.fromkeys(checked))
+
+
 def parse_model_rollback(words: list[str], dry_run: bool) -> ModelRollback:
-    """After `model`: `NAME[@ALIAS] [VERSION]`."""
+    """After `model`: `NAME[@ALIAS] [VERSION] [--restart NS/DEPLOY ...] [--no-restart]`."""
+    words, restart, deployments = _restart_flags(words)
     if not words or len(words) > 2:
         problem = (
             "`/rollback model` needs a model name"
@@ -430,9 +466,15 @@ def parse_model_rollback(words: list[str], dry_run: bool) -> ModelRollback:
         if not token.isdigit() or int(token) < 1:
             raise UsageError(f"`{_quote(words[1])}` is not a model version number.", usage=ROLLBACK_USAGE)
         version = str(int(token))
-    values: dict[str, object] = {"model": name, "alias": alias or "champion", "version": version}
+    values: dict[str, object] = {
+        "model": name,
+        "alias": alias or "champion",
+        "version": version,
+        "restart": restart,
+        "deployments": deployments,
+    }
     _check("model_rollback", values, ROLLBACK_USAGE)
-    return ModelRollback(name, alias or None, version, dry_run)
+    return ModelRollback(name, alias or None, version, dry_run, restart, deployments)
 
 
 def parse_rollback(text: str) -> Rollback | ModelRollback:

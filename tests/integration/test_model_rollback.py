@@ -283,7 +283,7 @@ def test_runbook_button_rolls_the_model_back(
     incident = harness.bot.incident(1)
     runbook = harness.wait_thread(incident, "Runbook: ")
     _, button = find_button(runbook.blocks, "runbook_action:0")
-    assert button["text"]["text"] == f"Roll back {name}@champion"
+    assert button["text"]["text"] == f"Roll back {name}"  # the alias is resolved when clicked
     assert button["style"] == "danger"
 
     confirmation = harness.answer(harness.click("runbook_action:0", runbook, user=BOB))

@@ -106,6 +106,7 @@ def test_the_example_policy_loads(example: Policy) -> None:
         "non-prod",
         "analysts-silence",
         "analysts-preview",
+        "registry-models",
     ]
     assert example.usergroups() == {ONCALL, LEADS, MLENG, AIOPS}
     assert example.rules[0].line == 33  # where `- name: prod-rollback` is, for messages
