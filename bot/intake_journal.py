@@ -138,9 +138,6 @@ class JournalSink(Protocol):
     """Where the journal writer appends: one durable transaction per call, the new entries'
     ids in the order of `bodies`."""
 
-    #: An append is a local write of well under a millisecond (no network, no other writer):
-    #: done on the event loop's thread, with no thread hand-off per request.
-    inline: bool
     #: The `Applied.journal` of its entries.
     kind: str
 
@@ -155,7 +152,6 @@ class JournalSink(Protocol):
 class TableSink:
     """The database's journal table (PostgreSQL)."""
 
-    inline = False  # a network round trip, and an outage must not stall the event loop
     kind = "table"
 
     def __init__(self, engine: Engine, owner: str) -> None:
@@ -185,7 +181,6 @@ class FileSink:
     directly because this is the hot path of a storm. Applied entries are deleted in the
     same transaction as a later append, a few hundred at a time."""
 
-    inline = True
     kind = "file"
 
     def __init__(self, path: Path) -> None:

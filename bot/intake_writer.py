@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -114,26 +114,24 @@ class IntakeWriter:
     on_applied: Callable[[list[Applied]], None]
     #: Closed with the writer: engines opened for it (the journal file's reader for /metrics).
     also_close: Engine | None = None
-    _queue: queue.Queue[_Request | None] = field(default_factory=queue.Queue, init=False)
     _waiters: dict[int, asyncio.Future[Applied]] = field(default_factory=dict, init=False)
     _backlog: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
-    _thread: threading.Thread | None = field(default=None, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
-    # Inline journal: requests of this event-loop iteration, committed together by _flush.
+    # Requests waiting for the next commit, and whether one is under way: one commit at a
+    # time, and everything that arrived during it goes into the next (group commit).
     _pending: list[_Request] = field(default_factory=list, init=False)
+    _committing: bool = field(default=False, init=False)
+    _executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="intake-writer"), init=False
+    )
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        if not self.journal.inline:
-            self._thread = threading.Thread(target=self._write_loop, name="intake-writer", daemon=True)
-            self._thread.start()
         self.applier.start(self._applied)
 
     def stop(self) -> None:
-        self._queue.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        self._executor.shutdown(wait=True)
         self.applier.stop()
         self.journal.close()
         if self.also_close is not None:
@@ -149,13 +147,10 @@ class IntakeWriter:
             short = self._backlog < WAIT_BACKLOG
             self._backlog += 1
         request = _Request(text, loop.create_future(), loop.create_future())
-        if self.journal.inline:
-            if not self._pending:
-                # After every request already parsed in this iteration of the event loop.
-                loop.call_soon(self._flush)
-            self._pending.append(request)
-        else:
-            self._queue.put(request)
+        self._pending.append(request)
+        if not self._committing and len(self._pending) == 1:
+            # After the requests already being parsed in this turn of the event loop.
+            loop.call_soon(self._commit_pending)
         await request.committed
         if not short:
             return None
@@ -172,44 +167,41 @@ class IntakeWriter:
             return self._backlog
 
     # ------------------------------------------------------------------ journal writer
-    def _flush(self) -> None:
-        """Inline journal: one commit for the requests of this loop iteration, on the loop's
-        thread (a local append and fsync: cheaper than handing the batch to a thread and
-        waiting for the interpreter to switch back)."""
-        batch, self._pending = self._pending, []
-        if batch:
-            self._write(batch)
-
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    self._queue.put(None)
-                    break
-                batch.append(item)
-            self._write(batch)
-
-    def _write(self, batch: list[_Request]) -> None:
-        try:
-            ids = self.journal.append([item.text for item in batch])
-        except Exception as exc:
-            with self._lock:
-                self._backlog -= len(batch)
-            self._settle([(item.committed, None, exc) for item in batch])
+    def _commit_pending(self) -> None:
+        """On the event loop: hand what is pending to the writer thread, which commits it
+        while the loop goes on reading the next requests (they form the next batch)."""
+        if self._committing or not self._pending:
             return
+        batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
+        self._committing = True
+        assert self._loop is not None
+        done = self._loop.run_in_executor(self._executor, self._write, batch)
+        done.add_done_callback(lambda outcome: self._committed(batch, outcome))
+
+    def _write(self, batch: list[_Request]) -> list[int]:
+        """In the writer thread: one transaction for the batch."""
+        ids = self.journal.append([item.text for item in batch])
         with self._lock:
+            # Before the applier can see the entries, so none of its reports finds no waiter.
             for entry_id, item in zip(ids, batch, strict=True):
                 self._waiters[entry_id] = item.applied
         self.applier.wrote()
-        self._settle([(item.committed, entry_id, None) for entry_id, item in zip(ids, batch, strict=True)])
+        return ids
+
+    def _committed(self, batch: list[_Request], outcome: asyncio.Future[list[int]]) -> None:
+        self._committing = False
+        error = outcome.exception()
+        if error is not None:
+            with self._lock:
+                self._backlog -= len(batch)
+            for item in batch:
+                if not item.committed.done():
+                    item.committed.set_exception(error)
+        else:
+            for entry_id, item in zip(outcome.result(), batch, strict=True):
+                if not item.committed.done():
+                    item.committed.set_result(entry_id)
+        self._commit_pending()
 
     def _settle(self, outcomes: Sequence[tuple[asyncio.Future[Any], object, BaseException | None]]) -> None:
         def settle() -> None:
@@ -221,13 +213,7 @@ class IntakeWriter:
                 else:
                     future.set_result(value)
 
-        try:
-            here = asyncio.get_running_loop() is self._loop
-        except RuntimeError:
-            here = False
-        if here:
-            settle()
-        elif self._loop is not None and not self._loop.is_closed():
+        if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(settle)
 
     # ------------------------------------------------------------------ applier's reports
