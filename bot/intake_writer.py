@@ -38,6 +38,8 @@ WAIT_BACKLOG = 4
 # How long a request waits for its apply before answering with the journal commit alone.
 APPLY_WAIT_SECONDS = 5.0
 BATCH = 512
+# In a storm, how often the count of notifications answered before their apply is logged.
+QUEUED_LOG_SECONDS = 10.0
 
 
 class Unstorable(Exception):
@@ -122,6 +124,8 @@ class IntakeWriter:
     # time, and everything that arrived during it goes into the next (group commit).
     _pending: list[_Request] = field(default_factory=list, init=False)
     _committing: bool = field(default=False, init=False)
+    _queued: int = field(default=0, init=False)
+    _queued_since: float = field(default=0.0, init=False)
     _executor: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="intake-writer"), init=False
     )
@@ -153,6 +157,7 @@ class IntakeWriter:
             loop.call_soon(self._commit_pending)
         await request.committed
         if not short:
+            self._count_queued()
             return None
         try:
             applied = await asyncio.wait_for(asyncio.shield(request.applied), APPLY_WAIT_SECONDS)
@@ -161,6 +166,18 @@ class IntakeWriter:
         if applied.error is not None:
             raise Unstorable(applied.error)
         return applied
+
+    def _count_queued(self) -> None:
+        now = time.monotonic()
+        if self._queued == 0:
+            self._queued_since = now
+        self._queued += 1
+        if now - self._queued_since >= QUEUED_LOG_SECONDS:
+            logger.info(
+                "notifications journaled without waiting for their apply (a storm); the applier catches up",
+                extra={"count": self._queued, "seconds": round(now - self._queued_since, 1)},
+            )
+            self._queued = 0
 
     def backlog(self) -> int:
         with self._lock:

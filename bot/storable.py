@@ -21,8 +21,32 @@ MAX_INT = 2**31 - 1  # INTEGER columns
 INDEXED_BYTES = 2000
 
 
-def problems(webhook: AlertmanagerWebhook) -> list[dict[str, str]]:
-    """Each field that cannot be stored, as a dotted path and a message (like a 422 for a bad shape)."""
+def problems(webhook: AlertmanagerWebhook, body: bytes | None = None) -> list[dict[str, str]]:
+    """Each field that cannot be stored, as a dotted path and a message (like a 422 for a bad shape).
+
+    `body`, the JSON it was parsed from, lets the walk for NUL characters be skipped when there
+    can be none (the webhook's hot path): in JSON text a NUL inside a string can only be the
+    escape `\\u0000`, and a body without NUL bytes is not UTF-16 or UTF-32."""
+    found: list[dict[str, str]] = []
+    if body is None or b"\x00" in body or b"\\u0000" in body:
+        found.extend(_nul_characters(webhook))
+    for index, alert in enumerate(webhook.alerts):
+        if alert.fingerprint is not None and len(alert.fingerprint.encode()) > INDEXED_BYTES:
+            found.append(
+                {"field": f"alerts.{index}.fingerprint", "message": f"longer than {INDEXED_BYTES} bytes"}
+            )
+    if len(webhook.receiver.encode()) + len(webhook.groupKey.encode()) > INDEXED_BYTES:
+        found.append(
+            {
+                "field": "groupKey",
+                "message": f"receiver and groupKey together longer than {INDEXED_BYTES} bytes "
+                "(a group_by label value too long to index)",
+            }
+        )
+    return found
+
+
+def _nul_characters(webhook: AlertmanagerWebhook) -> list[dict[str, str]]:
     found: list[dict[str, str]] = []
 
     def nul(path: str, value: str | None) -> None:
@@ -42,18 +66,6 @@ def problems(webhook: AlertmanagerWebhook) -> list[dict[str, str]]:
                 nul(f"alerts.{index}.{section}.{key}", value)
         nul(f"alerts.{index}.generatorURL", alert.generatorURL)
         nul(f"alerts.{index}.fingerprint", alert.fingerprint)
-        if alert.fingerprint is not None and len(alert.fingerprint.encode()) > INDEXED_BYTES:
-            found.append(
-                {"field": f"alerts.{index}.fingerprint", "message": f"longer than {INDEXED_BYTES} bytes"}
-            )
-    if len(webhook.receiver.encode()) + len(webhook.groupKey.encode()) > INDEXED_BYTES:
-        found.append(
-            {
-                "field": "groupKey",
-                "message": f"receiver and groupKey together longer than {INDEXED_BYTES} bytes "
-                "(a group_by label value too long to index)",
-            }
-        )
     return found
 
 
