@@ -148,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             started = time.monotonic()
             visible: dict[str, float] = {}
             rooted: dict[str, float] = {}
+            digest_seen: dict[str, float] = {}
             done = False
 
             def observe() -> None:
@@ -156,6 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for message in slack.messages(channel):
                         event = (message.metadata or {}).get("event_payload") or {}
                         if event.get("digest"):
+                            digest_seen.setdefault(channel, now)
                             text = " ".join(
                                 str((b.get("text") or {}).get("text", ""))
                                 for b in message.blocks
@@ -194,6 +196,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             print(f"incidents opened: {len(incidents['incidents'])} (root messages: {len(rooted)})")
             print(f"all notifications acknowledged after {all_acked:.1f} s")
+            if digest_seen:
+                print(
+                    f"storm visible (a digest in each of {len(digest_seen)} channels) after "
+                    f"{max(digest_seen.values()) - started:.1f} s"
+                )
             print(f"all incidents visible (digest or root) after {t_visible:.1f} s")
             print(
                 f"all incidents with their root message after {t_rooted:.1f} s; Slack's rate bound "
