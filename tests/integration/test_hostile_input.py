@@ -35,6 +35,7 @@ from bot.http_guards import CloseOnError
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import SIGNING_SECRET, RunningBot, run_bot, wait_until
 from tests.support.payloads import alert, notification
+from tests.support.postgres import fresh_database
 from tests.support.promstack import PrometheusServer, free_port
 from tests.support.slack_requests import ALICE, FORM, sign, slash_command_body
 
@@ -581,12 +582,16 @@ _PATHS = [
 ]
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_property_mutated_alertmanager_payloads_never_get_a_5xx(
-    settings_for: Callable[..., Settings],
+    settings_for: Callable[..., Settings], request: pytest.FixtureRequest, database: str
 ) -> None:
-    with run_bot(settings_for(), run_workers=False) as bot, bot.client() as client:
+    overrides = {}
+    if database == "postgresql":
+        overrides["database_url"] = fresh_database(request.getfixturevalue("postgres"))
+    with run_bot(settings_for(**overrides), run_workers=False) as bot, bot.client() as client:
 
-        @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+        @settings(max_examples=1000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
         @given(
             st.sampled_from(_PATHS),
             _JSON | st.sampled_from(["9999-12-31T23:59:59-10:00", "0001-01-01T00:00:00+14:00", "\ud800"]),
