@@ -9,6 +9,7 @@ rather than deadlocking when a read lock is upgraded halfway through.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -87,12 +88,36 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
+    # The writers of this process queue here before asking SQLite for its write lock: they are
+    # woken the moment it is free, where SQLite's busy handler polls with sleeps growing to
+    # 100 ms (a slash command's answer could sleep through many outbox commits). Writers in
+    # other processes (the intake applier, other tools) still meet in the busy handler.
+    turn = threading.RLock()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
         # IMMEDIATE: a writer takes the write lock up front (waiting in the busy handler),
         # never failing to upgrade a read lock halfway. `reading()` asks for DEFERRED.
-        deferred = connection.get_execution_options().get("sqlite_deferred", False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if deferred else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("sqlite_deferred", False):
+            connection.exec_driver_sql("BEGIN DEFERRED")
+            return
+        # Bounded like the busy timeout; past it, SQLite's own wait decides.
+        if turn.acquire(timeout=30):
+            connection.info["write_turn"] = True
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            _end_turn(connection)
+            raise
+
+    def _end_turn(connection: sa.Connection) -> None:
+        if connection.info.pop("write_turn", False):
+            turn.release()
+
+    # Fired as the transaction ends (just before the COMMIT or ROLLBACK is sent): the next
+    # writer then finds SQLite's lock free, or free within the commit's fsync.
+    event.listen(engine, "commit", _end_turn)
+    event.listen(engine, "rollback", _end_turn)
 
 
 @contextmanager
