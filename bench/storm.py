@@ -200,6 +200,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"storm visible (a digest in each of {len(digest_seen)} channels) after "
                     f"{max(digest_seen.values()) - started:.1f} s"
+                    f" (first digest after {min(digest_seen.values()) - started:.1f} s,"
+                    f" first root message after {min(rooted.values()) - started:.1f} s)"
                 )
             print(f"all incidents visible (digest or root) after {t_visible:.1f} s")
             print(
