@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import gc
 import json
+import os
 import signal
 import sys
 import threading
@@ -67,6 +68,37 @@ def c_memory() -> dict[str, Any]:
     return found
 
 
+def pymalloc(path: Path) -> dict[str, Any]:
+    """Python's small-object allocator (sys._debugmallocstats, written to fd 2): its 1 MiB
+    arenas are mmapped apart from malloc's heaps and go back only when wholly empty."""
+    saved = os.dup(2)
+    with path.open("w") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    found: dict[str, Any] = {}
+    for line in path.read_text().splitlines():
+        if "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.strip("# ").strip()
+        if "unused pools" in key:
+            key = "bytes in unused pools"
+        if key in found or key not in (
+            "arenas allocated current",
+            "bytes in allocated blocks",
+            "bytes in available blocks",
+            "bytes in unused pools",
+        ):
+            continue
+        number = int(value.strip().replace(",", ""))
+        found[key] = number if key.startswith("arenas") else number / 2**20
+    return found
+
+
 def main() -> int:
     out = Path(sys.argv[1])
     frames = int(sys.argv[2])
@@ -85,6 +117,7 @@ def main() -> int:
         probe = {
             "types": dict(types.most_common(300)),
             "c": c_memory(),
+            "pymalloc": pymalloc(out / f"{name}.pymalloc"),
             "threads": threading.active_count(),
             "traced_mb": tracemalloc.get_traced_memory()[0] / 2**20 if frames else None,
         }

@@ -350,6 +350,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f" SQLite {c.get('sqlite_mb', 0):.1f}; {found['threads']} threads{traced}",
                     flush=True,
                 )
+                py = found["pymalloc"]
+                print(
+                    f"{'':>9} pymalloc: {py.get('arenas allocated current', 0)} arenas of 1 MiB,"
+                    f" {py.get('bytes in allocated blocks', 0):.1f} in blocks in use,"
+                    f" {py.get('bytes in available blocks', 0):.1f} free in used pools,"
+                    f" {py.get('bytes in unused pools', 0):.1f} in empty pools",
+                    flush=True,
+                )
                 if args.trim_probe:
                     os.kill(pid, signal.SIGUSR2)
                     done = probe_dir / f"trim{len(samples)}.done"

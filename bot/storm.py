@@ -170,18 +170,22 @@ def covered(session: Session, digest: StormDigest, *, limit: int = LISTED) -> Di
             sa.func.count(col(Incident.slack_ts)),
         ).where(*where)
     ).one()
-    rows = session.connection().execute(
-        sa.select(
-            col(Incident.id),
-            col(Incident.severity),
-            col(Incident.title),
-            col(Incident.channel),
-            col(Incident.slack_ts),
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(
+                col(Incident.id),
+                col(Incident.severity),
+                col(Incident.title),
+                col(Incident.channel),
+                col(Incident.slack_ts),
+            )
+            .where(*where)
+            .order_by(_rank_order(), col(Incident.id))
+            .limit(limit)
         )
-        .where(*where)
-        .order_by(_rank_order(), col(Incident.id))
-        .limit(limit)
-    ).all()
+        .all()
+    )
     lines = [DigestLine(int(r[0] or 0), r[1], r[2], r[3], r[4]) for r in rows]
     return DigestView(int(total), int(critical), int(announced), lines)
 
