@@ -5,19 +5,23 @@ logging) and sends it notifications of 10 alerts each from client threads, as a 
 new groups firing, open groups sent again (Alertmanager's repeat, one alert of the group
 replaced by a new one), and open groups resolved, so incidents, alerts, timeline events and
 Slack messages accumulate as history. Every `--sample-every` notifications it waits until the
-journal is applied and samples VmRSS (/proc/PID/status) of the serving process and of each
-of its child processes (an applier process, if there is one), separately and summed.
+journal is applied and the outbox has drained (`--no-drain`: only the journal) and samples
+VmRSS (/proc/PID/status) of the serving process and of each of its child processes (an
+applier process, if there is one), separately and summed.
 
 Prints a table (alerts sent, RSS) and the least-squares slope of the total over the second
 half of the run, in MB per 10,000 alerts (flat is about 0).
 
-`--tracemalloc DIR` runs the bot under tracemalloc (bench/_traced_serve.py, slower, RSS then
-includes tracemalloc's own traces) and prints, between the sample at `--baseline` and the
-last one, the allocation sites that grew most and the object types whose count grew most:
-how the growth was found.
+Diagnosis (how the growth was found): `--probe DIR` runs the bot under bench/_traced_serve.py
+and prints, per sample, glibc's malloc statistics, SQLite's allocator, pymalloc's arenas and
+(at the end) the object types whose count grew most between the sample at `--baseline` and
+the last; `--trim-probe` calls malloc_trim(0) in the bot after each sample and samples again;
+`--tracemalloc DIR` adds tracemalloc (slow; RSS then includes its traces) and the allocation
+sites that grew most.
 
     python -m bench.memory [--notifications 10000] [--alerts 10] [--sample-every 500]
-                           [--malloc-arena-max N] [--tracemalloc DIR]
+                           [--no-drain] [--malloc-arena-max N] [--probe DIR [--trim-probe]]
+                           [--tracemalloc DIR]
 """
 
 from __future__ import annotations
