@@ -2,20 +2,20 @@
 
 Why: measured with bench/memory.py over 100,000 alerts, the memory the bot had in use stayed
 flat (34 MB of malloc'd blocks, the same live Python objects), yet its RSS grew from 126 to
-161 MB, and more after the heavier bursts of a storm: the difference was free memory kept
-inside glibc's heaps. glibc gives a thread that allocates while another holds the lock an
-arena of its own (up to 8 per core), and keeps what is freed in each one for reuse, returning
-to the system only the free space at the very top of a heap. Every burst (notifications
+161 MB: 31 MB of it was free memory kept inside glibc's heaps (BENCHMARKS.md). glibc gives a
+thread that allocates while another holds the lock an arena of its own (up to 8 per core),
+and keeps what is freed in each one for reuse, returning to the system only the free space
+at the very top of a heap. Every burst (notifications
 parsed by the event loop, applied by the applier thread, posted by the outbox's threads at
 once) raises each arena's high-water mark a little more.
 
 Two remedies, both no-ops where the C library is not glibc:
 - `limit_arenas()`: at most `ARENAS` arenas (what MALLOC_ARENA_MAX=2 does), set before the
-  serving threads start. The threads mostly wait on the GIL, so sharing arenas costs nothing
-  measurable, and fewer heaps means fewer half-empty ones.
+  serving threads start. The threads take turns on the GIL anyway, so sharing arenas adds
+  little contention (not measured apart), and fewer heaps means fewer half-empty ones.
 - `start_trimming()`: every `TRIM_SECONDS` a daemon thread calls `malloc_trim(0)`, which
-  gives the free pages inside every heap back to the system (it walks the free lists: about a
-  millisecond for the bot's heaps), so RSS after a burst comes back down.
+  gives the free pages inside every heap back to the system (it walks the free lists: 3-17 ms
+  for the bot's heaps, measured), so RSS after a burst comes back down.
 """
 
 from __future__ import annotations
