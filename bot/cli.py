@@ -34,6 +34,7 @@ def _settings(**overrides: object) -> object:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from bot import heap
     from bot.config import Settings
     from bot.logs import configure_logging
     from bot.schema import check_schema_at_start
@@ -46,6 +47,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.no_migrate:
         settings = settings.model_copy(update={"migrate_on_start": False})
     check_schema_at_start(settings)
+    # Before any thread starts: RSS that follows use, not every burst's high-water mark.
+    heap.limit_arenas()
+    heap.start_trimming()
     app = create_app(settings, freeze_gc=True)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
     return 0

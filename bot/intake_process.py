@@ -31,6 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
+from bot import heap
 from bot.config import Settings
 from bot.config_files import BotConfig
 from bot.db import create_db_engine
@@ -167,6 +168,8 @@ def child_main(
     with contextlib.suppress(OSError):
         os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
+    heap.limit_arenas()  # as `serve` does (bot/heap.py), before any thread starts
+    heap.start_trimming()
     settings = spec.settings
     configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.database_url)

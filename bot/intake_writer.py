@@ -40,6 +40,9 @@ APPLY_WAIT_SECONDS = 5.0
 BATCH = 512
 # In a storm, how often the count of notifications answered before their apply is logged.
 QUEUED_LOG_SECONDS = 10.0
+# An entry not reported applied by this process's applier after this long was adopted by
+# another replica (after bot.intake_applier.ADOPT_AFTER): stop counting it as our backlog.
+FORGET_AFTER_SECONDS = 60.0
 
 
 class Unstorable(Exception):
@@ -116,7 +119,8 @@ class IntakeWriter:
     on_applied: Callable[[list[Applied]], None]
     #: Closed with the writer: engines opened for it (the journal file's reader for /metrics).
     also_close: Engine | None = None
-    _waiters: dict[int, asyncio.Future[Applied]] = field(default_factory=dict, init=False)
+    _waiters: dict[int, tuple[asyncio.Future[Applied], float]] = field(default_factory=dict, init=False)
+    _forgotten_at: float = field(default=0.0, init=False)
     _backlog: int = field(default=0, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _loop: asyncio.AbstractEventLoop | None = field(default=None, init=False)
@@ -167,6 +171,22 @@ class IntakeWriter:
             raise Unstorable(applied.error)
         return applied
 
+    def _forget_adopted(self) -> None:
+        now = time.monotonic()
+        if now - self._forgotten_at < FORGET_AFTER_SECONDS / 6:
+            return
+        self._forgotten_at = now
+        with self._lock:
+            stale = [i for i, (_, since) in self._waiters.items() if now - since > FORGET_AFTER_SECONDS]
+            for entry_id in stale:
+                del self._waiters[entry_id]  # its request answered long ago (it waits 5 s at most)
+                self._backlog -= 1
+        if stale:
+            logger.warning(
+                "journal entries of this process not applied by it for a minute (another replica's?)",
+                extra={"count": len(stale)},
+            )
+
     def _count_queued(self) -> None:
         now = time.monotonic()
         if self._queued == 0:
@@ -189,6 +209,7 @@ class IntakeWriter:
         while the loop goes on reading the next requests (they form the next batch)."""
         if self._committing or not self._pending:
             return
+        self._forget_adopted()
         batch, self._pending = self._pending[:BATCH], self._pending[BATCH:]
         self._committing = True
         assert self._loop is not None
@@ -198,10 +219,11 @@ class IntakeWriter:
     def _write(self, batch: list[_Request]) -> list[int]:
         """In the writer thread: one transaction for the batch."""
         ids = self.journal.append([item.text for item in batch])
+        now = time.monotonic()
         with self._lock:
             # Before the applier can see the entries, so none of its reports finds no waiter.
             for entry_id, item in zip(ids, batch, strict=True):
-                self._waiters[entry_id] = item.applied
+                self._waiters[entry_id] = (item.applied, now)
         self.applier.wrote()
         return ids
 
@@ -245,7 +267,7 @@ class IntakeWriter:
                 waiter = self._waiters.pop(outcome.entry_id, None)
                 if waiter is not None:
                     self._backlog -= 1
-                    settled.append((waiter, outcome, None))
+                    settled.append((waiter[0], outcome, None))
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self.on_applied, outcomes)
         self._settle(settled)

@@ -16,18 +16,22 @@ so), and the next storm gets a new digest.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlmodel import Column, Field, Session, SQLModel, col, select
 
 from bot.db import UTCDateTime, utcnow
-from bot.incidents.models import Incident
+from bot.incidents.models import Incident, Severity
 from bot.outbox import enqueue, job_kind
 
 __all__ = [
     "DIGEST",
+    "LISTED",
     "STORM_SECONDS",
+    "DigestLine",
+    "DigestView",
     "StormDigest",
     "covered",
     "on_opened",
@@ -40,6 +44,10 @@ DIGEST = job_kind("slack.storm_digest")
 STORM_SECONDS = 2.0
 # Root messages arriving one after another refresh the digest at most this often.
 REFRESH_SECONDS = 1.0
+# Incidents a refresh reads to list, critical first: more than one Slack message can show
+# (50 blocks of 3,000 characters). A storm that lasts covers ever more incidents; the refresh
+# counts them in SQL and reads only these, so its work and memory do not grow with the storm.
+LISTED = 2000
 
 
 class StormDigest(SQLModel, table=True):
@@ -123,18 +131,66 @@ def _queue_refresh(session: Session, digest: StormDigest, *, delay: float = 0.0)
     return 1
 
 
-def covered(session: Session, digest: StormDigest) -> list[Incident]:
-    """The incidents a digest lists: its channel's, opened since the storm started."""
-    return list(
-        session.exec(
-            select(Incident)
-            .where(Incident.channel == digest.channel, col(Incident.created_at) >= digest.started_at)
-            .order_by(col(Incident.id))
-        ).all()
+@dataclass(frozen=True)
+class DigestLine:
+    """What the digest shows of one incident."""
+
+    id: int
+    severity: str
+    title: str
+    channel: str | None
+    slack_ts: str | None
+
+    @property
+    def key(self) -> str:
+        return f"INC-{self.id}"
+
+
+@dataclass(frozen=True)
+class DigestView:
+    """What a digest covers (its channel's incidents opened since the storm started): counted,
+    and the first `LISTED` of them, critical first, then in order of opening."""
+
+    total: int
+    critical: int
+    announced: int
+    lines: list[DigestLine]
+
+
+def _rank_order() -> sa.ColumnElement[int]:
+    return sa.case(*((col(Incident.severity) == s.value, -s.rank) for s in Severity), else_=0)
+
+
+def covered(session: Session, digest: StormDigest, *, limit: int = LISTED) -> DigestView:
+    where = (col(Incident.channel) == digest.channel, col(Incident.created_at) >= digest.started_at)
+    total, critical, announced = session.exec(
+        select(
+            sa.func.count(),
+            sa.func.count(sa.case((col(Incident.severity) == Severity.CRITICAL.value, 1))),
+            sa.func.count(col(Incident.slack_ts)),
+        ).where(*where)
+    ).one()
+    rows = (
+        session.connection()
+        .execute(
+            sa.select(
+                col(Incident.id),
+                col(Incident.severity),
+                col(Incident.title),
+                col(Incident.channel),
+                col(Incident.slack_ts),
+            )
+            .where(*where)
+            .order_by(_rank_order(), col(Incident.id))
+            .limit(limit)
+        )
+        .all()
     )
+    lines = [DigestLine(int(r[0] or 0), r[1], r[2], r[3], r[4]) for r in rows]
+    return DigestView(int(total), int(critical), int(announced), lines)
 
 
-def take_refresh(session: Session, digest_id: int) -> tuple[StormDigest, list[Incident]] | None:
+def take_refresh(session: Session, digest_id: int) -> tuple[StormDigest, DigestView] | None:
     """For the refresh job: the digest and what it covers, clearing the queued flag first so a
     change committed while Slack is called queues another refresh."""
     digest = session.get(StormDigest, digest_id)

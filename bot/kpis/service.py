@@ -9,7 +9,10 @@ heavy query is cancelled on the server instead of running on after we gave up.
 
 Why a cache: a busy channel typing `/model` should not hammer Prometheus. A complete result
 is reused for `CACHE_SECONDS`, an incomplete one (Prometheus slow or down) only for
-`PARTIAL_CACHE_SECONDS`, so it is asked again soon.
+`PARTIAL_CACHE_SECONDS`, so it is asked again soon. The window is typed by users (any
+duration from 10s to 400d), so the cache drops expired reports and keeps at most
+`CACHE_WINDOWS` of them: a process asked for thousands of distinct windows over its life must
+not keep a report of every one.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 CACHE_SECONDS = 30.0
 PARTIAL_CACHE_SECONDS = 5.0
+CACHE_WINDOWS = 32
 #: Budgets up to this many seconds use `quick_metrics` (a short server-side timeout).
 QUICK_BUDGET = 5.0
 _PERIODS = (False, True)  # this window, the previous one
@@ -131,8 +135,17 @@ class KpiService:
         report = self._compute(window, budget)
         ttl = CACHE_SECONDS if report.complete else PARTIAL_CACHE_SECONDS
         with self._lock:
-            self._cache[window.text] = (self._clock() + ttl, report)
+            now = self._clock()
+            self._cache = {text: entry for text, entry in self._cache.items() if entry[0] > now}
+            while len(self._cache) >= CACHE_WINDOWS:
+                del self._cache[min(self._cache, key=lambda text: self._cache[text][0])]
+            self._cache[window.text] = (now + ttl, report)
         return report
+
+    def cached_windows(self) -> int:
+        """Reports held in the cache (bounded by `CACHE_WINDOWS`)."""
+        with self._lock:
+            return len(self._cache)
 
     def chart_png(self, card: Scorecard, window: Window) -> bytes | None:
         """Blocking: a PNG of the model's latency p99 and error ratio over the window, or

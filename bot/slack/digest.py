@@ -5,13 +5,12 @@ Each incident is one line: severity, key, title, and once its own root message i
 link to it (`https://slack.com/archives/<channel>/p<ts>`, the permalink form Slack resolves
 to the workspace, so no chat.getPermalink call per incident is needed). Critical incidents
 first. Slack allows 50 blocks and 3,000 characters per section, so a very long storm shows
-its first lines and a count of the rest.
+its first lines and a count of the rest (bot/storm.py reads only as many as could be shown).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +19,9 @@ from sqlalchemy.engine import Engine
 
 from bot import storm
 from bot.db import transaction
-from bot.incidents.models import Incident, Severity
 from bot.outbox import ClaimedJob, Handler
 from bot.slack.chat import SlackChat
+from bot.storm import DigestLine, DigestView
 from bot.text import escape, truncate
 
 __all__ = ["StormDigestPoster", "digest_message"]
@@ -39,14 +38,7 @@ SEVERITY_MARK = {
 LOOKBACK_SECONDS = 120
 
 
-def _rank(incident: Incident) -> int:
-    try:
-        return -Severity(incident.severity).rank
-    except ValueError:
-        return 0
-
-
-def _line(incident: Incident) -> str:
+def _line(incident: DigestLine) -> str:
     mark = SEVERITY_MARK.get(incident.severity, ":white_circle:")
     title = escape(truncate(incident.title, 150))
     if incident.slack_ts and incident.channel:
@@ -57,22 +49,18 @@ def _line(incident: Incident) -> str:
     return f"{mark} {key} {escape(incident.severity)}: {title}"
 
 
-def digest_message(incidents: Sequence[Incident]) -> dict[str, Any]:
-    ordered = sorted(incidents, key=lambda i: (_rank(i), i.id or 0))
-    posted = sum(1 for i in incidents if i.slack_ts)
-    critical = sum(1 for i in incidents if i.severity == "critical")
+def digest_message(view: DigestView) -> dict[str, Any]:
+    """`view.lines` come critical first, then in order of opening (bot/storm.py sorts them)."""
+    total, critical, posted = view.total, view.critical, view.announced
     headline = (
-        f"Alert storm: {len(incidents)} incidents in this channel ({critical} critical); "
-        f"{posted} of {len(incidents)} announced"
+        f"Alert storm: {total} incidents in this channel ({critical} critical); {posted} of {total} announced"
     )
-    if posted == len(incidents):
-        headline = (
-            f"Alert storm: {len(incidents)} incidents in this channel ({critical} critical), all announced"
-        )
+    if posted == total:
+        headline = f"Alert storm: {total} incidents in this channel ({critical} critical), all announced"
     sections: list[str] = []
     current = ""
     shown = 0
-    for incident in ordered:
+    for incident in view.lines:
         line = _line(incident)
         if len(current) + len(line) + 1 > SECTION_LIMIT:
             if len(sections) + 1 >= MAX_SECTIONS:
@@ -97,9 +85,9 @@ def digest_message(incidents: Sequence[Incident]) -> dict[str, Any]:
         },
     ]
     blocks += [{"type": "section", "text": {"type": "mrkdwn", "text": text}} for text in sections]
-    if shown < len(ordered):
+    if shown < total:
         blocks.append(
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {len(ordered) - shown} more"}]}
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"and {total - shown} more"}]}
         )
     return {"text": headline, "blocks": blocks}
 
@@ -112,13 +100,13 @@ class StormDigestPoster:
     def handlers(self) -> dict[str, Handler]:
         return {storm.DIGEST: self.refresh}
 
-    def _load(self, digest_id: int) -> tuple[str, str | None, list[Incident]] | None:
+    def _load(self, digest_id: int) -> tuple[str, str | None, DigestView] | None:
         with transaction(self.engine) as session:
             found = storm.take_refresh(session, digest_id)
             if found is None:
                 return None
-            digest, incidents = found
-            return digest.channel, digest.ts, incidents
+            digest, view = found
+            return digest.channel, digest.ts, view
 
     def _save(self, digest_id: int, ts: str, all_announced: bool) -> None:
         with transaction(self.engine) as session:
@@ -129,8 +117,8 @@ class StormDigestPoster:
         loaded = await anyio.to_thread.run_sync(self._load, digest_id)
         if loaded is None:
             return
-        channel, ts, incidents = loaded
-        message = digest_message(incidents)
+        channel, ts, view = loaded
+        message = digest_message(view)
         if ts is None:
             marker = {"digest": digest_id}
             if job.attempts > 1:
@@ -143,5 +131,5 @@ class StormDigestPoster:
                 await self.chat.update(channel, ts, message)
         else:
             await self.chat.update(channel, ts, message)
-        all_announced = all(i.slack_ts for i in incidents)
+        all_announced = view.announced == view.total
         await anyio.to_thread.run_sync(self._save, digest_id, ts, all_announced)

@@ -5,6 +5,7 @@ notification is in the database and every incident is in Slack exactly once."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -76,21 +77,41 @@ def deliver_until_accepted(url: str, body: dict[str, Any], deadline: float) -> N
         time.sleep(0.2)
 
 
+def stored_notifications(url: str) -> tuple[list[str], list[str], int]:
+    """Group keys of the stored notifications, pods of the stored alerts, unapplied journal rows."""
+    engine = create_db_engine(url)
+    with engine.connect() as connection:
+        groups = connection.execute(sa.text("SELECT group_key FROM notifications")).scalars().all()
+        alerts = connection.execute(sa.text("SELECT labels FROM alerts")).scalars().all()
+        journal = connection.execute(sa.text("SELECT count(*) FROM intake_journal")).scalar_one()
+    engine.dispose()
+    pods = [str((labels if isinstance(labels, dict) else json.loads(labels))["pod"]) for labels in alerts]
+    return sorted(groups), sorted(pods), int(journal)
+
+
+@pytest.mark.parametrize("replicas", [2, 3])
 def test_replicas_receiving_the_same_notifications_open_one_incident_and_post_once(
-    tmp_path: Path, slack: SlackStandIn, postgres: PostgresServer
+    tmp_path: Path, slack: SlackStandIn, postgres: PostgresServer, replicas: int
 ) -> None:
     url = fresh_database(postgres)
     settings = make_settings(tmp_path, slack.url, database_url=url)
     # Slack rate-limits, then fails, for a while.
     slack.fail_next("chat.postMessage", status=429, retry_after=1, times=3)
     slack.fail_next("chat.postMessage", status=500, times=3)
-    replicas = [BotProcess(settings, tmp_path / f"replica{i}.log").start() for i in range(2)]
+    bots = [BotProcess(settings, tmp_path / f"replica{i}.log").start() for i in range(replicas)]
+    acknowledged: list[tuple[int, int]] = []
     try:
         deadline = time.monotonic() + 60
+
+        def deliver(replica: int, n: int) -> None:
+            deliver_until_accepted(bots[replica].url, payload(n), deadline)
+            acknowledged.append((replica, n))
+
+        # Every replica gets every notification at the same moment, as from Alertmanager HA.
         threads = [
-            threading.Thread(target=deliver_until_accepted, args=(replica.url, payload(n), deadline))
+            threading.Thread(target=deliver, args=(replica, n))
             for n in range(GROUPS)
-            for replica in replicas
+            for replica in range(replicas)
         ]
         for thread in threads:
             thread.start()
@@ -105,8 +126,15 @@ def test_replicas_receiving_the_same_notifications_open_one_incident_and_post_on
             message="every group's incident in Slack",
         )
     finally:
-        for replica in replicas:
-            replica.stop()
+        for bot in bots:
+            bot.stop()
+    assert sorted(acknowledged) == [(r, n) for r in range(replicas) for n in range(GROUPS)]
+    # Every acknowledged notification is in the database, applied once (the copies the other
+    # replicas received are the same body: one row), and nothing is left in the journal.
+    group_keys, pods, unapplied = stored_notifications(url)
+    assert group_keys == sorted(payload(n)["groupKey"] for n in range(GROUPS))
+    assert pods == sorted(f"gpu-{n}" for n in range(GROUPS))
+    assert unapplied == 0
     groups = incidents_by_group(url)
     assert all(len(rows) == 1 for rows in groups.values()), groups
     keys = root_keys(slack)
