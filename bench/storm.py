@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from bench.memory import children, rss_kb
 from bot.sandbox.slack_api import SlackStandIn
 from tests.support.botserver import WEBHOOK_TOKEN, BotProcess, make_settings, settings_env, wait_until
 from tests.support.payloads import alert, notification
@@ -81,11 +82,12 @@ def group_payload(group: int, channels: int, alerts: int, *, status: str = "firi
     return notification(*items, group_key=f'{{}}:{{pool="{group}"}}')
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def rss_line(pid: int) -> str:
+    """The serving process's resident memory, its children's (the journal applier, the
+    multiprocessing resource tracker) and the sum."""
+    main = rss_kb(pid) / 1024
+    kids = sum(rss_kb(child) for child in children(pid)) / 1024
+    return f"{main + kids:.0f} MB (serve {main:.0f} MB, its child processes {kids:.0f} MB)"
 
 
 def send_all(url: str, bodies: list[dict[str, Any]], threads: int = 16) -> list[float]:
@@ -209,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{bound:.0f} s; ratio {t_rooted / bound:.2f}x"
             )
             print(f"posts answered 429 (over Slack's rate): {len(over_rate)}")
-            print(f"bot RSS after the storm: {rss_mb(bot.process.pid):.0f} MB")
+            print(f"bot RSS after the storm: {rss_line(bot.process.pid)}")
 
             if args.rss:
                 total = args.groups * args.alerts_per_group
@@ -230,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     group += 50
                     total += 50 * args.alerts_per_group
                     if total >= next_report:
-                        print(f"RSS after {total} alerts: {rss_mb(bot.process.pid):.0f} MB", flush=True)
+                        print(f"RSS after {total} alerts: {rss_line(bot.process.pid)}", flush=True)
                         next_report += step
         finally:
             bot.stop()
