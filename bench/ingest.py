@@ -144,7 +144,7 @@ def run_wrk(url: str, connections: int, duration: int, prefix: str, workdir: Pat
     return WrkResult(rps, float(p99.group(1)) * scale, refused, total)
 
 
-async def fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple[list[float], int]:
+async def fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple[list[float], dict[str, int]]:
     """Open loop: a request every 1/rate s whatever the answers do. Latency is counted from
     when the request was due, not when it was sent (no coordinated omission), over plain
     keep-alive HTTP/1.1 connections (an HTTP client library costs more CPU per request
@@ -153,12 +153,12 @@ async def fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple
     host, port = parsed.host, parsed.port or 80
     body = template()
     latencies: list[float] = []
-    refused = 0
+    refused: dict[str, int] = {}
     idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
     for _ in range(32):
         idle.append(await asyncio.open_connection(host, port))
 
-    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, content: bytes) -> bool:
+    async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, content: bytes) -> str:
         writer.write(
             b"POST /alertmanager HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
             + f"Authorization: Bearer {WEBHOOK_TOKEN}\r\nContent-Length: {len(content)}\r\n\r\n".encode()
@@ -171,21 +171,34 @@ async def fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple
             if name.strip().lower() == b"content-length":
                 length = int(value)
         await reader.readexactly(length)
-        return status.split(b" ", 2)[1:2] == [b"200"]
+        return (status.split(b" ", 2)[1:2] or [b"?"])[0].decode()
 
     async def one(n: int, due: float) -> None:
-        nonlocal refused
-        connection = idle.pop() if idle else await asyncio.open_connection(host, port)
         content = body.replace(MARK, f"{prefix}-{n}").encode()
-        try:
-            ok = await asyncio.wait_for(exchange(*connection, content), 10)
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
-            connection[1].close()
-            ok = False
-        else:
+        outcome = "?"
+        for attempt in range(2):
+            # A kept-alive connection idle past the server's keep-alive timeout is closed by the
+            # server; like any HTTP client, send again once on a new connection.
+            reused = bool(idle) and attempt == 0
+            connection = None
+            try:
+                connection = idle.pop() if reused else await asyncio.open_connection(host, port)
+                outcome = await asyncio.wait_for(exchange(*connection, content), 10)
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+                outcome = type(exc).__name__
+                if connection is not None:
+                    connection[1].close()
+                if reused and not isinstance(exc, TimeoutError):
+                    continue
+                break
+            if outcome == "?" and reused:  # closed before any answer
+                connection[1].close()
+                continue
             idle.append(connection)
+            break
         latencies.append(time.perf_counter() - due)
-        refused += 0 if ok else 1
+        if outcome != "200":
+            refused[outcome] = refused.get(outcome, 0) + 1
 
     tasks = []
     start = time.perf_counter()
@@ -201,7 +214,7 @@ async def fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple
     return latencies, refused
 
 
-def run_fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple[list[float], int]:
+def run_fixed_rate(url: str, rate: int, duration: float, prefix: str) -> tuple[list[float], dict[str, int]]:
     """In a process of its own: the Slack stand-in's threads in this one would delay it."""
     return asyncio.run(fixed_rate(url, rate, duration, prefix))
 
@@ -281,10 +294,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                             run_fixed_rate, url, args.rate, args.rate_seconds, f"rate-{name[0]}"
                         ).result()
                         ms = [v * 1000 for v in latencies]
+                        why = ", ".join(f"{n} {reason}" for reason, n in sorted(refused.items()))
                         print(
                             f"fixed {args.rate} req/s for {args.rate_seconds:.0f} s  {name:<13} n={len(ms)}  "
                             f"median {percentile(ms, 0.5):.1f} ms  p99 {percentile(ms, 0.99):.1f} ms  "
-                            f"refused {refused}"
+                            f"refused {sum(refused.values())}{f' ({why})' if why else ''}"
                         )
             finally:
                 bot.stop()
