@@ -36,10 +36,11 @@ from bot.diagnostics import (
     run_diagnostic,
 )
 from bot.errors import BotError, NotFound, RetryableUpstreamError, UpstreamError
+from bot.flows.job_kinds import DIAGNOSTICS, RUNBOOK, WHAT_CHANGED
 from bot.flows.thread_posts import post_in_thread, say_in_thread, slug
 from bot.incidents import store
 from bot.incidents.models import Alert, AlertStatus, Incident
-from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule, job_kind
+from bot.outbox import ClaimedJob, Handler, OutboxJob, Reschedule
 from bot.runbooks import (
     AlertInfo,
     IncidentInfo,
@@ -58,9 +59,6 @@ __all__ = ["DIAGNOSTICS", "RUNBOOK", "WHAT_CHANGED", "Enrichment", "runbook_cont
 
 logger = logging.getLogger(__name__)
 
-RUNBOOK = job_kind("runbook.post")
-DIAGNOSTICS = job_kind("diagnostics.run")
-WHAT_CHANGED = job_kind("k8s.what_changed")
 
 # Prometheus down: try again with growing pauses for a day, then say so and stop.
 DIAGNOSTICS_GIVE_UP = timedelta(hours=24)

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 from sqlmodel import Session
 
-from bot.flows.enrichment import DIAGNOSTICS, RUNBOOK, WHAT_CHANGED
-from bot.flows.registry_changes import REGISTRY_CHANGED
+from bot.flows.job_kinds import DIAGNOSTICS, REGISTRY_CHANGED, RUNBOOK, WHAT_CHANGED
 from bot.incidents import store
 from bot.incidents.models import Incident
 from bot.kpis.models_file import ModelsFile

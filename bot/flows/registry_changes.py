@@ -19,10 +19,11 @@ from sqlalchemy.engine import Engine
 from bot.db import utcnow
 from bot.errors import NotFound, RetryableUpstreamError, UpstreamError
 from bot.flows.enrichment import runbook_context
+from bot.flows.job_kinds import REGISTRY_CHANGED
 from bot.flows.thread_posts import post_in_thread, say_in_thread
 from bot.incidents import store
 from bot.kpis.models_file import ModelsFile
-from bot.outbox import ClaimedJob, Handler, Reschedule, job_kind
+from bot.outbox import ClaimedJob, Handler, Reschedule
 from bot.registry.mlflow import ModelRegistry, NoRegistry
 from bot.registry.models import model_of_labels
 from bot.registry.snapshot import read_snapshot
@@ -34,7 +35,6 @@ __all__ = ["REGISTRY_CHANGED", "REGISTRY_GIVE_UP", "RegistryChanges"]
 
 logger = logging.getLogger(__name__)
 
-REGISTRY_CHANGED = job_kind("registry.what_changed")
 REGISTRY_GIVE_UP = timedelta(hours=24)
 
 
