@@ -202,13 +202,33 @@ def children(pid: int) -> Iterator[int]:
 
 
 def pending(db: Path) -> tuple[int, int]:
-    """Unapplied journal entries and unfinished outbox jobs, read from the bot's database."""
+    """Unapplied journal entries (the journal file beside the database, past the cursor) and
+    unfinished outbox jobs."""
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as connection:
-        journal = connection.execute("SELECT count(*) FROM intake_journal WHERE error IS NULL").fetchone()[0]
+        through = connection.execute("SELECT max(applied_through) FROM intake_cursor").fetchone()[0] or 0
         jobs = connection.execute(
             "SELECT count(*) FROM outbox_jobs WHERE status IN ('pending', 'running')"
         ).fetchone()[0]
+    journal_file = Path(f"{db}.intake")
+    journal = 0
+    if journal_file.exists():
+        with sqlite3.connect(f"file:{journal_file}?mode=ro", uri=True, timeout=30) as connection:
+            journal = connection.execute(
+                "SELECT count(*) FROM intake_journal WHERE id > ?", (through,)
+            ).fetchone()[0]
     return int(journal), int(jobs)
+
+
+def pss_kb(pid: int) -> int:
+    """Proportional set size: resident pages, shared ones divided among the processes that
+    share them (the two processes of `serve` share the interpreter and its libraries)."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:
@@ -339,9 +359,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             kids = {child: rss_kb(child) for child in children(pid)}
             samples.append((alerts, main_kb, main_kb + sum(kids.values()), kids))
             kid_text = ", ".join(f"pid {c}: {kb / 1024:.1f}" for c, kb in kids.items()) or "-"
+            pss = sum(pss_kb(p) for p in (pid, *kids)) / 1024
             print(
                 f"{alerts:>9,} {main_kb / 1024:>10.1f} {(main_kb + sum(kids.values())) / 1024:>10.1f}"
-                f"   {kid_text:<24} {pending(database)[1]:>7} {time.monotonic() - started:>7.0f}",
+                f" {pss:>9.1f}   {kid_text:<30} {pending(database)[1]:>7} {time.monotonic() - started:>7.0f}",
                 flush=True,
             )
             if probe_dir:
@@ -378,7 +399,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.notifications:,} notifications of {args.alerts} alerts, {args.threads} senders,"
                 f" {when} the outbox drains; bot pid {pid}{arena}"
             )
-            header = f"{'alerts':>9} {'main MB':>10} {'total MB':>10}   {'children MB':<24}"
+            header = f"{'alerts':>9} {'main MB':>10} {'total MB':>10} {'PSS MB':>9}   {'children MB':<30}"
             print(f"{header} {'outbox':>7} {'secs':>7}")
             sample(0, drain=True)
             sent = 0

@@ -46,7 +46,7 @@ __all__ = ["ApplierProcess", "ApplierSpec"]
 logger = logging.getLogger(__name__)
 
 # The applier yields the CPU to the serving process when both want it (nice(2) increment).
-NICENESS = 10
+NICENESS = 5
 RESTART_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 PR_SET_PDEATHSIG = 1
 
