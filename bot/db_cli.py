@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from bot.db import create_db_engine
 from bot.schema import current_revision, head_revision, upgrade
 
-__all__ = ["db_command"]
+__all__ = ["db_command", "report_unreachable"]
 
 
 def db_command(action: str, database_url: str) -> int:
@@ -33,8 +33,13 @@ def db_command(action: str, database_url: str) -> int:
         print(f"{revision or 'none (empty database)'} ({state})")
         return 0
     except (OperationalError, DBAPIError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        print(f"incident-bot: database unreachable: {reason}", file=sys.stderr)
-        return 1
+        return report_unreachable(exc)
     finally:
         engine.dispose()
+
+
+def report_unreachable(exc: DBAPIError) -> int:
+    """One line saying why (the driver's first line, never the URL with its password); exit 1."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    print(f"incident-bot: database unreachable: {reason}", file=sys.stderr)
+    return 1

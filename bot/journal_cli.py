@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.db import create_db_engine, transaction
+from bot.db_cli import report_unreachable
 from bot.intake_journal import (
     FileSink,
     IntakeFailure,
@@ -69,9 +70,7 @@ def journal_command(action: str, failure_id: int | None, database_url: str) -> i
             session.delete(failure)
         return 0
     except (OperationalError, DBAPIError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        print(f"incident-bot: database unreachable: {reason}", file=sys.stderr)
-        return 1
+        return report_unreachable(exc)
     finally:
         engine.dispose()
         if reader is not None:
