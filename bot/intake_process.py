@@ -3,7 +3,7 @@
 Why a process: turning a notification into an incident (grouping, alerts, timeline, outbox
 jobs through the ORM) costs milliseconds of Python per new incident. In the serving process
 that work holds the interpreter while a storm's requests wait to be answered; in a process of
-its own it runs on another core, at a lower CPU priority, and the serving process only parses,
+its own it runs on another core, and the serving process only parses,
 validates and journals. The journal is the only thing the two share (through the database),
 so nothing acknowledged is lost whichever of them dies.
 
@@ -45,8 +45,6 @@ __all__ = ["ApplierProcess", "ApplierSpec"]
 
 logger = logging.getLogger(__name__)
 
-# The applier yields the CPU to the serving process when both want it (nice(2) increment).
-NICENESS = 5
 RESTART_BACKOFF_SECONDS = (0.5, 1.0, 2.0, 5.0)
 PR_SET_PDEATHSIG = 1
 
@@ -165,8 +163,9 @@ def child_main(
 ) -> None:
     """The child's entry point (imported by name under `spawn`)."""
     _die_with_parent(parent)
-    with contextlib.suppress(OSError):
-        os.nice(NICENESS)
+    # Not niced: at a lower priority it got so little CPU while a storm was being acknowledged
+    # that the storm digests came seconds late (BENCHMARKS.md); the two processes share the
+    # cores as equals.
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent stops us
     heap.limit_arenas()  # as `serve` does (bot/heap.py), before any thread starts
     heap.start_trimming()

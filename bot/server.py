@@ -102,7 +102,12 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     delivery = SlackDelivery(
         engine, chat, public_url=settings.public_url, refresh_home=HomeRefresh(engine, chat)
     )
-    outbox = Outbox(engine, concurrency=settings.workers, on_result=metrics.job_result)
+    outbox = Outbox(
+        engine,
+        concurrency=settings.workers,
+        on_result=metrics.job_result,
+        busy_channels=chat.pacer.busy,
+    )
     outbox.register(delivery.handlers())
     metrics.watch_outbox(outbox.depth)
     prometheus: Metrics = (

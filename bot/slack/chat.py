@@ -85,6 +85,12 @@ class ChannelPacer:
         lock = self._locks.get(channel)
         return lock.queued if lock is not None else 0
 
+    def busy(self, waiting: int = 2) -> list[str]:
+        """Channels with at least `waiting` posts under way or queued (none without a pace)."""
+        if self.interval <= 0:
+            return []
+        return [channel for channel, lock in list(self._locks.items()) if lock.queued >= waiting]
+
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
 
