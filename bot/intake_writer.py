@@ -4,9 +4,9 @@ One commit is under way at a time, on the journal writer thread; every notificat
 arrives meanwhile waits for the next one, so they are inserted together (one fsync on SQLite,
 one round trip to commit on PostgreSQL) while the event loop goes on reading requests: a
 hand-off per batch, not per request. Each request gets its answer when the transaction that
-holds it has committed, so a 200 still means "survives a kill -9". The journal applier (bot/intake_applier.py) turns
-the entries into incidents, in a process of its own or in a thread of this one
-(INCIDENT_BOT_INTAKE_APPLIER), and reports each `Applied` back here.
+holds it has committed, so a 200 still means "survives a kill -9". The journal applier
+(bot/intake_applier.py) turns the entries into incidents, in a process of its own or in a
+thread of this one (INCIDENT_BOT_INTAKE_APPLIER), and reports each `Applied` back here.
 
 A request waits for its notification to be applied when the journal is short (the normal
 case: its answer names the incident), and answers as soon as the journal row is committed
