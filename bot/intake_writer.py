@@ -200,10 +200,6 @@ class IntakeWriter:
             )
             self._queued = 0
 
-    def backlog(self) -> int:
-        with self._lock:
-            return self._backlog
-
     # ------------------------------------------------------------------ journal writer
     def _commit_pending(self) -> None:
         """On the event loop: hand what is pending to the writer thread, which commits it

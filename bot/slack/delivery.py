@@ -92,9 +92,10 @@ class SlackDelivery:
         cannot post to the idle channels; hand the job back until the channel has room (the
         claim order then still takes critical incidents first)."""
         pacer = self.chat.pacer
-        queued = pacer.queued(channel)
-        if pacer.interval > 0 and queued >= 2:
-            raise Reschedule(queued * pacer.interval, note=f"channel {channel} busy")
+        # The same rule the outbox claims by (ChannelPacer.busy); this catches the posts that
+        # queued up between the claim and now.
+        if channel in pacer.busy():
+            raise Reschedule(pacer.queued(channel) * pacer.interval, note=f"channel {channel} busy")
 
     def _save_root(self, incident_id: int, channel: str, ts: str) -> None:
         with transaction(self.engine) as session:
