@@ -16,6 +16,7 @@ again so history grows) until N alerts in total, printing the bot's resident mem
 20,000 alerts.
 
     python -m bench.storm [--groups 500] [--alerts-per-group 20] [--channels 5] [--rss 100000]
+        [--log bot.log]
 """
 
 from __future__ import annotations
@@ -121,6 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--rss", type=int, default=0, help="then keep going to this many alerts, printing RSS"
     )
+    parser.add_argument("--log", type=Path, help="keep the bot's log (at INFO) in this file")
     args = parser.parse_args(argv)
     channels = [f"C0STORM{c}" for c in range(args.channels)]
 
@@ -141,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_env={
                 "INCIDENT_BOT_ROUTING_FILE": str(workdir / "routing.yaml"),
                 "INCIDENT_BOT_WORKERS": "8",
-                "INCIDENT_BOT_LOG_LEVEL": "WARNING",
+                "INCIDENT_BOT_LOG_LEVEL": "INFO" if args.log else "WARNING",
             },
         ).start()
         assert bot.process is not None
@@ -236,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         next_report += step
         finally:
             bot.stop()
+            if args.log:
+                args.log.write_bytes((workdir / "bot.log").read_bytes())
     return 0
 
 
