@@ -12,17 +12,28 @@ Grouping rules (one transaction, called by the webhook view):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from bot.alerts import AlertmanagerWebhook, ReceivedAlert, normalize, payload_digest, unquote_receiver
 from bot.db import utcnow
 from bot.incidents import jobs
-from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Notification, Severity
+from bot.incidents.models import (
+    Alert,
+    AlertFacts,
+    AlertStatus,
+    Incident,
+    IncidentStatus,
+    Notification,
+    Severity,
+)
 from bot.incidents.rules import highest_severity, service_of, severity_of, title_of
-from bot.incidents.store import add_event, alerts_of, find_open, open_key
+from bot.incidents.store import Event, add_event, add_events, alerts_of, find_open, open_key
 from bot.routing import Router
 
 __all__ = ["IntakeResult", "apply_notification"]
@@ -60,11 +71,9 @@ def apply_notification(
     incident = find_open(session, webhook.receiver, webhook.groupKey)
     fresh: list[ReceivedAlert] | None = None
     if incident is None:
-        fresh = [
-            a
-            for a in received
-            if a.status == "firing" and not _occurrence_known(session, webhook.receiver, webhook.groupKey, a)
-        ]
+        firing = [a for a in received if a.status == "firing"]
+        known = _known_occurrences(session, webhook.receiver, webhook.groupKey, firing)
+        fresh = [a for a in firing if (a.fingerprint, a.starts_at) not in known]
         if fresh:
             incident = _open(session, webhook, fresh, router)
             result.opened.append(incident)
@@ -105,24 +114,31 @@ def apply_notification(
     return result
 
 
-def _occurrence_known(
-    session: Session, receiver: str, group_key: str, alert: ReceivedAlert, *, exclude: int | None = None
-) -> bool:
-    """Whether this occurrence of the alert (fingerprint and startsAt) already belongs to an
-    incident of the group, other than `exclude`."""
+def _known_occurrences(
+    session: Session,
+    receiver: str,
+    group_key: str,
+    alerts: Sequence[ReceivedAlert],
+    *,
+    exclude: int | None = None,
+) -> set[tuple[str, datetime]]:
+    """Which of these occurrences (fingerprint, startsAt) already belong to an incident of the
+    group, other than `exclude`: one query for the whole notification, as a storm's groups
+    arrive with dozens of alerts each."""
+    if not alerts:
+        return set()
     query = (
-        select(Alert.id)
+        sa.select(col(Alert.fingerprint), col(Alert.starts_at))
         .join(Incident, col(Incident.id) == Alert.incident_id)
         .where(
-            Incident.receiver == receiver,
-            Incident.group_key == group_key,
-            Alert.fingerprint == alert.fingerprint,
-            Alert.starts_at == alert.starts_at,
+            col(Incident.receiver) == receiver,
+            col(Incident.group_key) == group_key,
+            col(Alert.fingerprint).in_(sorted({a.fingerprint for a in alerts})),
         )
     )
     if exclude is not None:
-        query = query.where(Incident.id != exclude)
-    return session.exec(query).first() is not None
+        query = query.where(col(Incident.id) != exclude)
+    return {(fingerprint, starts_at) for fingerprint, starts_at in session.connection().execute(query)}
 
 
 def _open(
@@ -170,38 +186,47 @@ def _group_severity(alerts: list[ReceivedAlert]) -> tuple[Severity, str | None]:
 
 def _merge_alerts(
     session: Session, incident: Incident, received: list[ReceivedAlert], *, fresh: set[str] | None
-) -> tuple[list[Alert], list[Alert], list[Alert]]:
+) -> tuple[list[AlertFacts], list[AlertFacts], list[AlertFacts]]:
     """Upsert the received alerts into the incident: (newly firing, newly resolved, all now).
     `fresh` is set for an incident opened by this notification: the firing alerts already
-    found to be new occurrences."""
+    found to be new occurrences.
+
+    New alerts (all of a storm's) are inserted in one statement, without ORM objects; an alert
+    listed twice in one notification (Alertmanager never does) counts once, as first listed."""
     assert incident.id is not None
-    known = {a.fingerprint: a for a in alerts_of(session, incident.id)}
-    fired: list[Alert] = []
-    resolved: list[Alert] = []
+    known: dict[str, AlertFacts] = {}
+    stored = {a.fingerprint: a for a in alerts_of(session, incident.id)} if fresh is None else {}
+    known.update(stored)
+    elsewhere = (
+        _known_occurrences(
+            session,
+            incident.receiver,
+            incident.group_key,
+            [a for a in received if a.fingerprint not in stored],
+            exclude=incident.id,
+        )
+        if fresh is None
+        else set()
+    )
+    fired: list[AlertFacts] = []
+    resolved: list[AlertFacts] = []
+    events: list[Event] = []
+    inserts: list[dict[str, Any]] = []
     now = utcnow()
     for item in received:
-        row = known.get(item.fingerprint)
+        if item.fingerprint in known and item.fingerprint not in stored:
+            continue  # listed twice in this notification
+        row = stored.get(item.fingerprint)
         if row is None:
             if fresh is not None and item.status == "firing":
                 if item.fingerprint not in fresh:
                     continue  # belongs to an earlier incident of the group (stale resend)
-            elif _occurrence_known(session, incident.receiver, incident.group_key, item, exclude=incident.id):
+            elif (item.fingerprint, item.starts_at) in elsewhere:
                 continue
-            row = Alert(
-                incident_id=incident.id,
-                fingerprint=item.fingerprint,
-                status=item.status,
-                alertname=item.alertname,
-                labels=item.labels,
-                annotations=item.annotations,
-                generator_url=item.generator_url,
-                starts_at=item.starts_at,
-                ends_at=item.ends_at,
-            )
-            session.add(row)
-            known[item.fingerprint] = row
-            (fired if item.status == "firing" else resolved).append(row)
-            _alert_event(session, incident, row)
+            inserts.append(_alert_row(incident.id, item, now))
+            known[item.fingerprint] = item
+            (fired if item.status == "firing" else resolved).append(item)
+            events.append(_alert_event(item))
             continue
         row.last_seen_at = now
         if item.status == "firing":
@@ -209,26 +234,43 @@ def _merge_alerts(
                 row.status, row.starts_at, row.ends_at = AlertStatus.FIRING, item.starts_at, None
                 row.labels, row.annotations = item.labels, item.annotations
                 fired.append(row)
-                _alert_event(session, incident, row, again=True)
+                events.append(_alert_event(row, again=True))
             elif row.status == AlertStatus.FIRING:
                 row.annotations = item.annotations
         elif row.status == AlertStatus.FIRING and item.starts_at >= row.starts_at:
             row.status, row.ends_at = AlertStatus.RESOLVED, item.ends_at or now
             resolved.append(row)
-            _alert_event(session, incident, row)
+            events.append(_alert_event(row))
         session.add(row)
+    if inserts:
+        session.execute(sa.insert(Alert.__table__), inserts)  # type: ignore[attr-defined]
+    add_events(session, incident, events)
     return fired, resolved, list(known.values())
 
 
-def _alert_event(session: Session, incident: Incident, alert: Alert, *, again: bool = False) -> None:
+def _alert_row(incident_id: int, item: ReceivedAlert, now: datetime) -> dict[str, Any]:
+    return {
+        "incident_id": incident_id,
+        "fingerprint": item.fingerprint,
+        "status": item.status,
+        "alertname": item.alertname,
+        "labels": item.labels,
+        "annotations": item.annotations,
+        "generator_url": item.generator_url,
+        "starts_at": item.starts_at,
+        "ends_at": item.ends_at,
+        "first_seen_at": now,
+        "last_seen_at": now,
+    }
+
+
+def _alert_event(alert: AlertFacts, *, again: bool = False) -> Event:
     if alert.status == AlertStatus.FIRING:
         kind, verb, at = "alert_fired", "fired again" if again else "fired", alert.starts_at
     else:
         kind, verb, at = "alert_resolved", "resolved", alert.ends_at or utcnow()
     where = service_of(alert.labels)
-    add_event(
-        session,
-        incident,
+    return Event(
         kind,
         f"Alert {alert.alertname or alert.fingerprint} {verb}" + (f" ({where})" if where else ""),
         at=at,
@@ -236,7 +278,9 @@ def _alert_event(session: Session, incident: Incident, alert: Alert, *, again: b
     )
 
 
-def _refresh(session: Session, incident: Incident, webhook: AlertmanagerWebhook, alerts: list[Alert]) -> None:
+def _refresh(
+    session: Session, incident: Incident, webhook: AlertmanagerWebhook, alerts: list[AlertFacts]
+) -> None:
     """Keep what the group says about itself current; severity follows the alerts unless a
     responder set it by hand."""
     incident.truncated_alerts = webhook.truncatedAlerts
@@ -282,5 +326,5 @@ def _resolve_in_closed_incident(session: Session, webhook: AlertmanagerWebhook, 
     session.add(row)
     incident = session.get(Incident, row.incident_id)
     if incident is not None:
-        _alert_event(session, incident, row)
+        add_events(session, incident, [_alert_event(row)])
         jobs.update_root(session, incident)

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import column, table
 from sqlmodel import Session, select
 
-from bot.incidents.models import Alert, Incident, IncidentStatus, TimelineEvent
+from bot.incidents.models import AlertFacts, Incident, IncidentStatus, TimelineEvent
 from bot.outbox import enqueue, job_kind
 
 __all__ = [
@@ -68,7 +68,7 @@ class Notice:
 
     kind: str
     args: Mapping[str, Any] = field(default_factory=dict)
-    alerts: Mapping[str, Sequence[Alert]] = field(default_factory=dict)
+    alerts: Mapping[str, Sequence[AlertFacts]] = field(default_factory=dict)
 
     def payload(self, incident: Incident) -> dict[str, Any]:
         return {
@@ -91,7 +91,7 @@ def incident_snapshot(incident: Incident) -> dict[str, Any]:
     }
 
 
-def _alert_snapshot(alert: Alert) -> dict[str, Any]:
+def _alert_snapshot(alert: AlertFacts) -> dict[str, Any]:
     return {
         "alertname": alert.alertname,
         "status": alert.status,
@@ -174,7 +174,7 @@ def reply(
 
 
 def alerts_changed(
-    session: Session, incident: Incident, fired: Sequence[Alert], resolved: Sequence[Alert]
+    session: Session, incident: Incident, fired: Sequence[AlertFacts], resolved: Sequence[AlertFacts]
 ) -> int:
     return update_root(session, incident) + reply(
         session, incident, Notice("alerts_changed", alerts={"fired": fired, "resolved": resolved})

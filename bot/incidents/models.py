@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -18,6 +18,7 @@ from bot.db import UTCDateTime, utcnow
 
 __all__ = [
     "Alert",
+    "AlertFacts",
     "AlertPublic",
     "AlertStatus",
     "Incident",
@@ -108,6 +109,26 @@ class Incident(SQLModel, table=True):
     @property
     def key(self) -> str:
         return f"INC-{self.id}"
+
+
+class AlertFacts(Protocol):
+    """What intake and its notices read of an alert: a stored `Alert`, or one just received
+    (`bot.alerts.ReceivedAlert`) and inserted in bulk without an ORM object."""
+
+    @property
+    def fingerprint(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def alertname(self) -> str: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def annotations(self) -> dict[str, str]: ...
+    @property
+    def starts_at(self) -> datetime: ...
+    @property
+    def ends_at(self) -> datetime | None: ...
 
 
 class Alert(SQLModel, table=True):
