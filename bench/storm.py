@@ -3,7 +3,7 @@
 Starts the bot (`python -m bot serve`, SQLite, 8 outbox workers, a routing file sending each
 group to one of 5 channels by a label, INCIDENT_BOT_SLACK_POST_INTERVAL=1) against the Slack
 stand-in enforcing 1 post per second per channel, fires 500 notifications of 20 alerts each
-from 16 client threads, and reports:
+from 16 client threads in a process of their own (bench/senders.py), and reports:
 - that exactly 500 incidents were opened;
 - time until every incident was visible in its channel (listed in the storm digest, or its
   own root message, whichever came first);
@@ -35,8 +35,9 @@ from typing import Any
 import httpx
 
 from bench.memory import children, rss_kb
+from bench.senders import encode, post_notifications
 from bot.sandbox.slack_api import SlackStandIn
-from tests.support.botserver import WEBHOOK_TOKEN, BotProcess, make_settings, settings_env, wait_until
+from tests.support.botserver import BotProcess, make_settings, settings_env, wait_until
 from tests.support.payloads import alert, notification
 
 KEY = re.compile(r"INC-\d+")
@@ -91,27 +92,6 @@ def rss_line(pid: int) -> str:
     return f"{main + kids:.0f} MB (serve {main:.0f} MB, its child processes {kids:.0f} MB)"
 
 
-def send_all(url: str, bodies: list[dict[str, Any]], threads: int = 16) -> list[float]:
-    acked: list[float] = []
-
-    def send(body: dict[str, Any]) -> None:
-        with httpx.Client(timeout=60) as client:
-            while True:
-                response = client.post(
-                    f"{url}/alertmanager", json=body, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
-                )
-                if response.status_code == 200:
-                    acked.append(time.monotonic())
-                    return
-                if response.status_code < 500:
-                    raise RuntimeError(f"refused: {response.status_code} {response.text}")
-                time.sleep(0.5)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(send, bodies))
-    return acked
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ).start()
         assert bot.process is not None
         try:
-            bodies = [group_payload(g, args.channels, args.alerts_per_group) for g in range(args.groups)]
+            bodies = encode(
+                [group_payload(g, args.channels, args.alerts_per_group) for g in range(args.groups)]
+            )
             started = time.monotonic()
             visible: dict[str, float] = {}
             rooted: dict[str, float] = {}
@@ -174,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             visible.setdefault(str(event["incident"]), now)
 
             with ThreadPoolExecutor(max_workers=1) as sender:
-                future = sender.submit(send_all, bot.url, bodies)
+                future = sender.submit(post_notifications, bot.url, bodies)
                 while not future.done():
                     observe()
                     time.sleep(0.2)
@@ -229,8 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         group_payload(g, args.channels, args.alerts_per_group, status="resolved")
                         for g in range(group, group + 50)
                     ]
-                    send_all(bot.url, batch)
-                    send_all(bot.url, resolved)
+                    post_notifications(bot.url, encode(batch), in_process=True)
+                    post_notifications(bot.url, encode(resolved), in_process=True)
                     group += 50
                     total += 50 * args.alerts_per_group
                     if total >= next_report:
