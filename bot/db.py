@@ -9,10 +9,10 @@ rather than deadlocking when a read lock is upgraded halfway through.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,8 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Session
+
+from bot.write_turn import WriteTurn
 
 __all__ = [
     "UTCDateTime",
@@ -88,11 +90,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
-    # The writers of this process queue here before asking SQLite for its write lock: they are
-    # woken the moment it is free, where SQLite's busy handler polls with sleeps growing to
-    # 100 ms (a slash command's answer could sleep through many outbox commits). Writers in
-    # other processes (the intake applier, other tools) still meet in the busy handler.
-    turn = threading.RLock()
+    # Writers take a turn before asking SQLite for its write lock (bot/write_turn.py): SQLite's
+    # busy handler polls with sleeps growing to 100 ms, and a writer committing back to back in
+    # another process (the intake applier in a storm) would starve the outbox.
+    turn = WriteTurn(_turn_file(engine))
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
@@ -114,10 +115,16 @@ def _configure_sqlite(engine: Engine) -> None:
         if connection.info.pop("write_turn", False):
             turn.release()
 
-    # Fired as the transaction ends (just before the COMMIT or ROLLBACK is sent): the next
-    # writer then finds SQLite's lock free, or free within the commit's fsync.
     event.listen(engine, "commit", _end_turn)
     event.listen(engine, "rollback", _end_turn)
+
+
+def _turn_file(engine: Engine) -> Path | None:
+    """`<database>.turn` beside a database file; None in memory (one process only)."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(f"{database}.turn")
 
 
 @contextmanager

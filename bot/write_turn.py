@@ -1,0 +1,65 @@
+"""Whose turn it is to write to a SQLite database, across threads and processes.
+
+SQLite has one writer at a time. A writer that finds the lock taken waits in SQLite's busy
+handler, which polls with sleeps growing to 100 ms: against a writer that commits back to back
+(the intake applier during a storm, in a process of its own) it keeps missing the short gaps
+between transactions, and the outbox could not claim or finish a job for seconds, so a storm's
+digest waited until the storm had been applied (bench/storm.py). So writers first take a turn:
+- in a process, a lock its threads queue on and are handed the moment it is free;
+- across processes, `flock` on a file beside the database, taken without blocking and retried
+  every `POLL_SECONDS` (no lock call has a timeout, and a writer must not wait forever behind
+  a stopped process: past `timeout`, SQLite's own busy timeout decides).
+The turn ends as the transaction ends (before its COMMIT's fsync: the next writer meets SQLite's
+lock for at most that long, within the busy handler's first short sleeps).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["POLL_SECONDS", "WriteTurn"]
+
+POLL_SECONDS = 0.0005
+
+
+class WriteTurn:
+    def __init__(self, lock_file: Path | None) -> None:
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        if lock_file is not None:
+            with contextlib.suppress(OSError):  # a read-only directory: threads only
+                self._fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+
+    def acquire(self, timeout: float) -> bool:
+        """True when the turn was taken (then `release` must follow); False after `timeout`."""
+        deadline = time.monotonic() + timeout
+        if not self._threads.acquire(timeout=timeout):
+            return False
+        if self._depth == 0 and self._fd is not None and not self._lock_file(deadline):
+            self._threads.release()
+            return False
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._threads.release()
+
+    def _lock_file(self, deadline: float) -> bool:
+        assert self._fd is not None
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    return False
+                time.sleep(POLL_SECONDS)
