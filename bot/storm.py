@@ -42,8 +42,9 @@ __all__ = [
 
 DIGEST = job_kind("slack.storm_digest")
 STORM_SECONDS = 2.0
-# Root messages arriving one after another refresh the digest at most this often.
-REFRESH_SECONDS = 1.0
+# Incidents opening and root messages arriving one after another refresh a posted digest at
+# most this often.
+REFRESH_SECONDS = 2.0
 # Incidents a refresh reads to list, critical first: more than one Slack message can show
 # (50 blocks of 3,000 characters). A storm that lasts covers ever more incidents; the refresh
 # counts them in SQL and reads only these, so its work and memory do not grow with the storm.
@@ -99,7 +100,10 @@ def on_opened(session: Session, incident: Incident, *, post_interval: float) -> 
         digest = StormDigest(channel=channel, anchor_incident_id=first_id, started_at=first.created_at)
         session.add(digest)
         session.flush()
-    return _queue_refresh(session, digest)
+    # The first post at once; after that at most one refresh per REFRESH_SECONDS (chat.update
+    # is Tier 3, about 50 a minute per workspace, and each refresh takes the write lock twice,
+    # which the storm's own intake needs).
+    return _queue_refresh(session, digest, delay=0.0 if digest.ts is None else REFRESH_SECONDS)
 
 
 def on_root_posted(session: Session, incident: Incident) -> int:

@@ -19,7 +19,6 @@ can post twice, so the caller (the outbox) decides, and looks for the earlier po
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -71,10 +70,12 @@ class ChannelPacer:
         """Lower `priority` goes first among posts waiting for the channel (a storm digest,
         critical incidents)."""
         lock = self._locks.setdefault(channel, PriorityLock())
-        async with lock.hold(priority):
-            delay = self._next.get(channel, 0.0) - self.clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        async with lock.hold(priority) as holding:
+            # A more urgent post arriving meanwhile goes first (the storm's digest, queued
+            # after a warning's root message had taken the channel to wait for its turn).
+            while (delay := self._next.get(channel, 0.0) - self.clock()) > 0:
+                if await holding.wait(delay):
+                    break
             try:
                 yield
             finally:
@@ -85,8 +86,12 @@ class ChannelPacer:
         lock = self._locks.get(channel)
         return lock.queued if lock is not None else 0
 
-    def busy(self, waiting: int = 2) -> list[str]:
-        """Channels with at least `waiting` posts under way or queued (none without a pace)."""
+    def busy(self, waiting: int = 1) -> list[str]:
+        """Channels with at least `waiting` posts under way or queued (none without a pace).
+
+        One by default: a post waiting for the channel's turn holds an outbox worker for up to
+        the interval, so a worker claims a channel's next post only when none is under way;
+        the others stay free for the channels that have room and for the storm digest."""
         if self.interval <= 0:
             return []
         return [channel for channel, lock in list(self._locks.items()) if lock.queued >= waiting]
