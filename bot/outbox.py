@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,8 +33,9 @@ import anyio
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Column, Field, Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
-from bot.db import UTCDateTime, is_sqlite, transaction, utcnow
+from bot.db import UTCDateTime, is_sqlite, reading, transaction, utcnow
 from bot.errors import BotError, ConfigError, RetryableUpstreamError
 from bot.incidents.models import Incident
 from bot.outbox_leases import LEASE, heartbeat, process_identity, sweep_periodically
@@ -222,7 +224,10 @@ class Outbox:
     #: lane jobs are left for later instead of being claimed only to be handed back, a write
     #: transaction each, hundreds a second in a storm, that the intake applier waits behind.
     busy_channels: Callable[[], Collection[str]] = field(default=lambda: ())
-    _wake: asyncio.Event | None = field(default=None, init=False, repr=False)
+    # Idle workers, each waiting on its future; `wake` starts one of them. A wake-up that found
+    # none idle is remembered, so the next worker to find nothing looks once more.
+    _idle: deque[asyncio.Future[None]] = field(default_factory=deque, init=False, repr=False)
+    _missed: bool = field(default=False, init=False, repr=False)
 
     def register(self, handlers: Mapping[str, Handler]) -> None:
         """Add handlers; a kind that already has one is a wiring mistake, refused (a silent
@@ -240,24 +245,29 @@ class Outbox:
             raise ConfigError(f"no outbox handler for the job kind(s): {', '.join(missing)}")
 
     def wake(self) -> None:
-        """Tell idle workers that a job was just committed (same process); other replicas
-        find it by polling."""
-        if self._wake is not None:
-            self._wake.set()
+        """Tell one idle worker that a job was just committed (same process; other replicas
+        find it by polling). One, not all: each would run a claim, and in a storm the jobs
+        committed at once are mostly for channels busy at Slack's pace; a worker that claims a
+        job wakes the next one, so a burst of runnable jobs still fans out."""
+        while self._idle:
+            idle = self._idle.popleft()
+            if not idle.done():
+                idle.set_result(None)
+                return
+        self._missed = True
 
     async def run(self) -> None:
-        self._wake = asyncio.Event()
         async with anyio.create_task_group() as group:
             group.start_soon(sweep_periodically, self.engine, self.worker_id, self.wake)
             for index in range(self.concurrency):
                 group.start_soon(self._worker, index)
 
     async def _worker(self, index: int) -> None:
-        assert self._wake is not None
         name = f"{self.worker_id}/{index}"
+        loop = asyncio.get_running_loop()
         while True:
-            # Clear before looking, so a wake-up that arrives while we look is not lost.
-            self._wake.clear()
+            # Cleared before looking, so a wake-up that arrives while we look is not lost.
+            self._missed = False
             try:
                 job = await anyio.to_thread.run_sync(self.claim, name)
             except Exception:
@@ -265,9 +275,18 @@ class Outbox:
                 await anyio.sleep(self.poll_interval * 4)
                 continue
             if job is None:
+                if self._missed:
+                    continue
+                idle: asyncio.Future[None] = loop.create_future()
+                self._idle.append(idle)
                 with anyio.move_on_after(self.poll_interval):
-                    await self._wake.wait()
+                    await idle
+                if not idle.done():
+                    idle.cancel()  # skipped by `wake`, dropped from the queue below
+                while self._idle and self._idle[0].done():
+                    self._idle.popleft()
                 continue
+            self.wake()
             await self.execute(job)
 
     async def run_once(self) -> bool:
@@ -365,6 +384,40 @@ class Outbox:
 
     def claim(self, worker: str) -> ClaimedJob | None:
         now = utcnow()
+        query = self._due(now)
+        if is_sqlite(self.engine):
+            # Look before taking SQLite's single write lock: most claims in a storm find
+            # nothing (the channels are busy at Slack's pace), and each would otherwise
+            # queue for the write lock behind intake only to write nothing.
+            with reading(self.engine) as session:
+                if session.connection().execute(query.with_only_columns(col(OutboxJob.id))).first() is None:
+                    return None
+        with transaction(self.engine) as session:
+            if not is_sqlite(self.engine):
+                query = query.with_for_update(skip_locked=True, of=OutboxJob)
+            row = session.exec(query).first()
+            if row is None:
+                return None
+            row.status = JobStatus.RUNNING
+            row.locked_by = worker
+            row.locked_until = now + LEASE
+            row.attempts += 1
+            assert row.id is not None
+            return ClaimedJob(
+                id=row.id,
+                kind=row.kind,
+                incident_id=row.incident_id,
+                payload=dict(row.payload),
+                attempts=row.attempts,
+                created_at=row.created_at,
+                last_error=row.last_error,
+                claimed_by=worker,
+            )
+
+    def _due(self, now: datetime) -> SelectOfScalar[OutboxJob]:
+        """The next job a worker may run now: due, not blocked by an older job of its incident
+        and lane, its root message posted if it needs one, not for a channel busy at Slack's
+        pace; by priority, critical incidents first among equals, then oldest."""
         older = sa.orm.aliased(OutboxJob)
         blocked_by_older = (
             select(older.id)
@@ -377,7 +430,7 @@ class Outbox:
             .exists()
         )
         busy = list(self.busy_channels())
-        query = (
+        return (
             select(OutboxJob)
             .outerjoin(Incident, col(Incident.id) == OutboxJob.incident_id)
             .where(
@@ -400,27 +453,6 @@ class Outbox:
             .order_by(col(OutboxJob.priority), _severity_order(), col(OutboxJob.id))
             .limit(1)
         )
-        with transaction(self.engine) as session:
-            if not is_sqlite(self.engine):
-                query = query.with_for_update(skip_locked=True, of=OutboxJob)
-            row = session.exec(query).first()
-            if row is None:
-                return None
-            row.status = JobStatus.RUNNING
-            row.locked_by = worker
-            row.locked_until = now + LEASE
-            row.attempts += 1
-            assert row.id is not None
-            return ClaimedJob(
-                id=row.id,
-                kind=row.kind,
-                incident_id=row.incident_id,
-                payload=dict(row.payload),
-                attempts=row.attempts,
-                created_at=row.created_at,
-                last_error=row.last_error,
-                claimed_by=worker,
-            )
 
     def depth(self) -> dict[str, int]:
         """Jobs per status that are not done, for /metrics."""

@@ -7,8 +7,8 @@ between transactions, and the outbox could not claim or finish a job for seconds
 digest waited until the storm had been applied (bench/storm.py). So writers first take a turn:
 - in a process, a lock its threads queue on and are handed the moment it is free;
 - across processes, `flock` on a file beside the database, taken without blocking and retried
-  every `POLL_SECONDS` (no lock call has a timeout, and a writer must not wait forever behind
-  a stopped process: past `timeout`, SQLite's own busy timeout decides).
+  after pauses growing to 2 ms (`POLL_SECONDS`): no lock call has a timeout, and a writer must
+  not wait forever behind a stopped process (past `timeout`, SQLite's own busy timeout decides).
 The turn ends as the transaction ends (before its COMMIT's fsync: the next writer meets SQLite's
 lock for at most that long, within the busy handler's first short sleeps).
 """
@@ -24,7 +24,10 @@ from pathlib import Path
 
 __all__ = ["POLL_SECONDS", "WriteTurn"]
 
-POLL_SECONDS = 0.0005
+# Retry pauses, doubling from the first to the last: a waiter notices a free turn within
+# about 2 ms, and a long wait costs few wake-ups (each needs the interpreter, which the
+# serving process's event loop would rather keep).
+POLL_SECONDS = (0.0002, 0.002)
 
 
 class WriteTurn:
@@ -55,6 +58,7 @@ class WriteTurn:
 
     def _lock_file(self, deadline: float) -> bool:
         assert self._fd is not None
+        pause, longest = POLL_SECONDS
         while True:
             try:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -62,4 +66,5 @@ class WriteTurn:
             except BlockingIOError:
                 if time.monotonic() > deadline:
                     return False
-                time.sleep(POLL_SECONDS)
+                time.sleep(pause)
+                pause = min(longest, pause * 2)
