@@ -67,9 +67,12 @@ class StormDigest(SQLModel, table=True):
 
 
 def _open_digest(session: Session, channel: str) -> StormDigest | None:
-    return session.exec(
-        select(StormDigest).where(StormDigest.channel == channel, col(StormDigest.closed_at).is_(None))
-    ).first()
+    # No flush first: digests are flushed as they are created (below), and intake calls this
+    # for every incident it opens, with that incident's rows still pending.
+    with session.no_autoflush:
+        return session.exec(
+            select(StormDigest).where(StormDigest.channel == channel, col(StormDigest.closed_at).is_(None))
+        ).first()
 
 
 def _unannounced(session: Session, channel: str) -> tuple[int, int | None]:

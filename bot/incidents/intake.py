@@ -70,12 +70,13 @@ def apply_notification(
     received = normalize(webhook)
     incident = find_open(session, webhook.receiver, webhook.groupKey)
     fresh: list[ReceivedAlert] | None = None
+    routed = False
     if incident is None:
         firing = [a for a in received if a.status == "firing"]
         known = _known_occurrences(session, webhook.receiver, webhook.groupKey, firing)
         fresh = [a for a in firing if (a.fingerprint, a.starts_at) not in known]
         if fresh:
-            incident = _open(session, webhook, fresh, router)
+            incident, routed = _open(session, webhook, fresh, router)
             result.opened.append(incident)
         for alert in received:
             if alert.status == "resolved":
@@ -89,7 +90,7 @@ def apply_notification(
         _refresh(session, incident, webhook, current)
         all_resolved = all(a.status == AlertStatus.RESOLVED for a in current)
         if result.opened:
-            result.jobs += jobs.announce(session, incident)
+            result.jobs += jobs.announce(session, incident, routed=routed)
             if on_open is not None and fresh:
                 result.jobs += on_open(session, incident, dict(fresh[0].labels))
         elif fired or (resolved and not all_resolved):
@@ -143,7 +144,8 @@ def _known_occurrences(
 
 def _open(
     session: Session, webhook: AlertmanagerWebhook, firing: list[ReceivedAlert], router: Router
-) -> Incident:
+) -> tuple[Incident, bool]:
+    """The new incident, and whether a named route took it."""
     labels = webhook.commonLabels or firing[0].labels
     annotations = webhook.commonAnnotations or firing[0].annotations
     severity, raw = _group_severity(firing)
@@ -174,7 +176,7 @@ def _open(
         + (f", routed to {route.name}" if route.name else ""),
         data={"group_key": webhook.groupKey, "route": route.name, "channel": route.channel},
     )
-    return incident
+    return incident, bool(route.name)
 
 
 def _group_severity(alerts: list[ReceivedAlert]) -> tuple[Severity, str | None]:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import column, table
 from sqlmodel import Session, select
 
-from bot.incidents.models import AlertFacts, Incident, IncidentStatus, TimelineEvent
+from bot.incidents.models import AlertFacts, Incident, IncidentStatus
 from bot.outbox import enqueue, job_kind
 
 __all__ = [
@@ -100,20 +100,12 @@ def _alert_snapshot(alert: AlertFacts) -> dict[str, Any]:
     }
 
 
-def announce(session: Session, incident: Incident) -> int:
+def announce(session: Session, incident: Incident, *, routed: bool) -> int:
+    """Queue the root message of a newly opened incident, and its own channel when a named
+    route (`routed`; which may ask for one) took it: the default route never does, so
+    incidents there cost no extra job."""
     enqueue(session, POST_ROOT, incident_id=incident.id, priority=0, dedupe_key=f"root:{incident.id}")
-    return 1 + (incident_channel(session, incident) if _routed(session, incident) else 0)
-
-
-def _routed(session: Session, incident: Incident) -> bool:
-    """Whether a named route (which may ask for an incident channel) took the incident; the
-    default route never does, so incidents there cost no extra job."""
-    opened = session.exec(
-        select(TimelineEvent.data).where(
-            TimelineEvent.incident_id == incident.id, TimelineEvent.kind == "opened"
-        )
-    ).first()
-    return bool(opened and opened.get("route"))
+    return 1 + (incident_channel(session, incident) if routed else 0)
 
 
 def incident_channel(session: Session, incident: Incident) -> int:
