@@ -125,9 +125,9 @@ def child_main(spec: ApplierSpec, sender: Connection, wakes: Wakes, parent: int)
     heap.limit_arenas()  # as `serve` does (bot/heap.py), before any thread starts
     heap.start_trimming()
 
-    from bot.config_files import BotConfig
     from bot.db import create_db_engine
     from bot.intake_applier import BUSY_WINDOW_SECONDS, JournalApplier
+    from bot.intake_config import IntakeConfig
     from bot.intake_journal import journal_file_path, open_journal_reader
     from bot.intake_rules import build_apply
     from bot.logs import configure_logging
@@ -135,7 +135,7 @@ def child_main(spec: ApplierSpec, sender: Connection, wakes: Wakes, parent: int)
     settings = spec.settings
     configure_logging(settings.log_level, settings.log_format)
     engine = create_db_engine(settings.database_url)
-    config = BotConfig.load(settings)
+    config = IntakeConfig.load(settings)
     journal_path = journal_file_path(settings.database_url)
     journal = open_journal_reader(journal_path) if journal_path is not None else None
     applier = JournalApplier(
