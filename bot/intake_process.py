@@ -114,12 +114,10 @@ class ApplierProcess:
             os.close(report_write)  # the child holds the only writing end: its death is our EOF
             os.close(wake_read)
         assert process.stdin is not None
-        with process.stdin:
-            try:
-                pickle.dump(sys.path, process.stdin)
-                pickle.dump((self.spec, report_write, wake_read), process.stdin)
-            except BrokenPipeError:
-                pass  # it died at once: seen as EOF below, and started again
+        # A child that died at once cannot be written to: seen as EOF below, and started again.
+        with contextlib.suppress(BrokenPipeError), process.stdin:
+            pickle.dump(sys.path, process.stdin)
+            pickle.dump((self.spec, report_write, wake_read), process.stdin)
         logger.info("intake applier process started", extra={"pid": process.pid})
         return Connection(report_read, writable=False)
 
