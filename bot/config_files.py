@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from bot.actions.policy import Policy
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.intake_config import IntakeConfig, load_runbooks
+from bot.intake_config import IntakeConfig, IntakeFiles
 from bot.kpis.digest import DigestSchedule
 from bot.kpis.models_file import ModelsFile
 from bot.routing import Router
 from bot.runbooks import RunbookSet
 
-__all__ = ["BotConfig", "load_digest_schedule", "load_runbooks"]
+__all__ = ["BotConfig", "load_digest_schedule"]
 
 
 def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
@@ -43,7 +43,7 @@ class BotConfig:
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
-        intake = IntakeConfig.load(settings)
+        intake = IntakeConfig.load(IntakeFiles.of(settings))
         return cls(
             router=intake.router,
             runbooks=intake.runbooks,

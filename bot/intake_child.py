@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from bot.config import Settings
     from bot.flows.opening import Connected
     from bot.intake_applier import Applied
+    from bot.intake_config import IntakeFiles
 
 __all__ = ["WAKE", "ApplierSpec", "Wakes", "child_main", "main"]
 
@@ -44,11 +45,30 @@ NICENESS = 3
 
 @dataclass(frozen=True)
 class ApplierSpec:
-    """Everything the child needs, picklable: it loads the configuration files itself."""
+    """Everything the child needs, picklable: it loads the configuration files itself. Plain
+    values rather than the settings, so the child does not load pydantic-settings."""
 
-    settings: Settings
+    database_url: str
+    files: IntakeFiles
     connected: Connected
     owner: str
+    post_interval: float
+    log_level: str
+    log_format: str
+
+    @classmethod
+    def of(cls, settings: Settings, connected: Connected, owner: str) -> ApplierSpec:
+        from bot.intake_config import IntakeFiles
+
+        return cls(
+            database_url=settings.database_url,
+            files=IntakeFiles.of(settings),
+            connected=connected,
+            owner=owner,
+            post_interval=settings.slack_post_interval,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+        )
 
 
 class Wakes:
@@ -132,15 +152,14 @@ def child_main(spec: ApplierSpec, sender: Connection, wakes: Wakes, parent: int)
     from bot.intake_rules import build_apply
     from bot.logs import configure_logging
 
-    settings = spec.settings
-    configure_logging(settings.log_level, settings.log_format)
-    engine = create_db_engine(settings.database_url)
-    config = IntakeConfig.load(settings)
-    journal_path = journal_file_path(settings.database_url)
+    configure_logging(spec.log_level, spec.log_format)
+    engine = create_db_engine(spec.database_url)
+    config = IntakeConfig.load(spec.files)
+    journal_path = journal_file_path(spec.database_url)
     journal = open_journal_reader(journal_path) if journal_path is not None else None
     applier = JournalApplier(
         engine,
-        build_apply(config, spec.connected, post_interval=settings.slack_post_interval),
+        build_apply(config, spec.connected, post_interval=spec.post_interval),
         spec.owner,
         journal,
     )
