@@ -126,11 +126,10 @@ def _die_with_parent(parent: int) -> None:
 def main() -> None:
     """Run by `python -c` (bot/intake_process.py): the spec arrives pickled on stdin, after
     the parent's sys.path, so the child imports the same code as the parent."""
-    parent = os.getppid()
     stdin = sys.stdin.buffer
     # Trusted: written by the parent on a pipe only the two of them hold.
     sys.path[:] = pickle.load(stdin)  # noqa: S301
-    spec, report_fd, wake_fd = pickle.load(stdin)  # noqa: S301
+    spec, report_fd, wake_fd, parent = pickle.load(stdin)  # noqa: S301
     stdin.close()
     child_main(spec, Connection(report_fd, readable=False), Wakes(wake_fd), parent)
 

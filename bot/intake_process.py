@@ -91,21 +91,17 @@ class ApplierProcess:
                 self._wake = None
 
     def _spawn(self) -> Connection | None:
+        if self._stopping.is_set():
+            return None
         report_read, report_write = os.pipe()
         wake_read, wake_write = os.pipe()
         os.set_blocking(wake_write, False)
         try:
-            with self._lock:
-                if self._stopping.is_set():
-                    os.close(wake_write)
-                    os.close(report_read)
-                    return None
-                process = subprocess.Popen(
-                    [sys.executable, "-c", CHILD_COMMAND],
-                    stdin=subprocess.PIPE,
-                    pass_fds=(report_write, wake_read),
-                )
-                self._process, self._wake = process, wake_write
+            process = subprocess.Popen(
+                [sys.executable, "-c", CHILD_COMMAND],
+                stdin=subprocess.PIPE,
+                pass_fds=(report_write, wake_read),
+            )
         except BaseException:
             os.close(wake_write)
             os.close(report_read)
@@ -113,11 +109,17 @@ class ApplierProcess:
         finally:
             os.close(report_write)  # the child holds the only writing end: its death is our EOF
             os.close(wake_read)
+        with self._lock:  # not held while starting the child: `wrote()` runs on the event loop
+            self._process = process
+            if self._stopping.is_set():
+                os.close(wake_write)  # stopped meanwhile: the child sees end of file and exits
+            else:
+                self._wake = wake_write
         assert process.stdin is not None
         # A child that died at once cannot be written to: seen as EOF below, and started again.
         with contextlib.suppress(BrokenPipeError), process.stdin:
             pickle.dump(sys.path, process.stdin)
-            pickle.dump((self.spec, report_write, wake_read), process.stdin)
+            pickle.dump((self.spec, report_write, wake_read, os.getpid()), process.stdin)
         logger.info("intake applier process started", extra={"pid": process.pid})
         return Connection(report_read, writable=False)
 
