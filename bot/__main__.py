@@ -6,7 +6,7 @@ import sys
 
 from bot.cli import main
 
-# Guarded: the intake applier process is started with `spawn`, which imports the parent's
-# main module (this one, as `__mp_main__`) in the child before running its target.
+# Guarded: importing this module (multiprocessing's `spawn` does, as `__mp_main__`, in the
+# children of a parent run as `python -m bot`) must not run the command line.
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,8 +37,7 @@ def _serve(args: argparse.Namespace) -> int:
     from bot import heap
     from bot.config import Settings
     from bot.logs import configure_logging
-    from bot.schema import check_schema_at_start
-    from bot.server import create_app
+    from bot.schema import start_schema_check
 
     settings = _settings()
     assert isinstance(settings, Settings)
@@ -46,11 +45,18 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
     if args.no_migrate:
         settings = settings.model_copy(update={"migrate_on_start": False})
-    check_schema_at_start(settings)
+    # Migrated (or checked) by a process of its own while this one imports the server, so
+    # Alembic never takes up this process's memory (bot/schema.py).
+    check = start_schema_check(settings)
+    from bot.server import create_app
+
+    code = check.wait()
+    if code != 0:
+        return code
     # Before any thread starts: RSS that follows use, not every burst's high-water mark.
     heap.limit_arenas()
     heap.start_trimming()
-    app = create_app(settings, freeze_gc=True)
+    app = create_app(settings, freeze_gc=True, schema_checked=True)
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, access_log=False, lifespan="on")
     return 0
 

@@ -1,36 +1,22 @@
 """The files the bot is configured with (routing, runbooks, policy, models, KPI digest
-schedule), loaded and validated together. Its own module because two processes load them:
-the server, and the intake applier process (bot/intake_process.py), which needs the routing
-rules and runbooks to open incidents exactly as the server would."""
+schedule), loaded and validated together at the server's start. The part that opening an
+incident needs is bot/intake_config.py, which the intake applier process loads alone, so
+the two processes open incidents from the same rules."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 from bot.actions.policy import Policy
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.intake_config import IntakeConfig, IntakeFiles
 from bot.kpis.digest import DigestSchedule
 from bot.kpis.models_file import ModelsFile
-from bot.kpis.owner_routing import OwnerRouter
 from bot.routing import Router
-from bot.runbooks import RunbookSet, load_verified_runbooks
+from bot.runbooks import RunbookSet
 
-__all__ = ["BotConfig", "load_digest_schedule", "load_runbooks"]
-
-logger = logging.getLogger(__name__)
-
-
-def load_runbooks(settings: Settings) -> RunbookSet:
-    """Invalid runbooks stop the start with their file:line errors; a missing folder is an
-    error only when it was configured (the default `runbooks` may simply not exist)."""
-    if not settings.runbooks_dir.is_dir() and "runbooks_dir" not in settings.model_fields_set:
-        logger.warning(
-            "no runbooks folder; incidents get no runbook", extra={"path": str(settings.runbooks_dir)}
-        )
-        return RunbookSet([])
-    return load_verified_runbooks(settings.runbooks_dir)
+__all__ = ["BotConfig", "load_digest_schedule"]
 
 
 def load_digest_schedule(settings: Settings) -> DigestSchedule | None:
@@ -57,13 +43,15 @@ class BotConfig:
 
     @classmethod
     def load(cls, settings: Settings) -> BotConfig:
-        models = ModelsFile.load(settings.models_file)
+        intake = IntakeConfig.load(IntakeFiles.of(settings))
         return cls(
-            router=OwnerRouter.wrap(
-                Router.load(settings.routing_file, default_channel=settings.channel), models
-            ),
-            runbooks=load_runbooks(settings),
+            router=intake.router,
+            runbooks=intake.runbooks,
             policy=Policy.load(settings.policy_file, dry_run=settings.dry_run),
-            models=models,
+            models=intake.models,
             digest=load_digest_schedule(settings),
         )
+
+    @property
+    def intake(self) -> IntakeConfig:
+        return IntakeConfig(router=self.router, runbooks=self.runbooks, models=self.models)

@@ -53,9 +53,9 @@ def build_intake(
     journal_path = journal_file_path(settings.database_url)
     runner: ApplierRunner
     if settings.intake_applier == "process":
-        runner = ApplierProcess(ApplierSpec(settings, connected, owner))
+        runner = ApplierProcess(ApplierSpec.of(settings, connected, owner))
     else:
-        apply = build_apply(config, connected, post_interval=settings.slack_post_interval)
+        apply = build_apply(config.intake, connected, post_interval=settings.slack_post_interval)
         journal_file = open_journal_reader(journal_path) if journal_path is not None else None
         runner = ThreadApplier(JournalApplier(engine, apply, owner, journal_file))
     reader = open_journal_reader(journal_path) if journal_path is not None else None

@@ -9,16 +9,16 @@ from sqlmodel import Session
 
 from bot import storm
 from bot.alerts import AlertmanagerWebhook
-from bot.config_files import BotConfig
 from bot.flows.opening import Connected, OpeningJobs
 from bot.incidents.intake import IntakeResult, apply_notification
 from bot.incidents.models import Incident
 from bot.intake_applier import Apply
+from bot.intake_config import IntakeConfig
 
 __all__ = ["build_apply"]
 
 
-def build_apply(config: BotConfig, connected: Connected, *, post_interval: float) -> Apply:
+def build_apply(config: IntakeConfig, connected: Connected, *, post_interval: float) -> Apply:
     """The same in the serving process and in the applier process."""
     opening = OpeningJobs(config.runbooks, config.models, connected)
 

@@ -7,21 +7,33 @@ Operators who run migrations as a Kubernetes Job before a rollout (`incident-bot
 start `serve` with migrations off; a rollback to an older image must then refuse to run on
 the newer schema rather than write rows it does not understand. Both cases end `serve` at
 start with one line naming what to do.
+
+`serve` runs that check in a short-lived process of its own (`start_schema_check`), beside its
+own start, and never imports Alembic itself: Alembic, Mako and the migration scripts are about
+10 MB of resident memory that the serving process would otherwise keep for its whole life
+(bench/memory.py; BENCHMARKS.md). Every Alembic import here is therefore inside the function
+that needs it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import pickle
+import subprocess
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from bot.config import Settings
 from bot.db import create_db_engine, is_sqlite
 from bot.errors import ConfigError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 __all__ = [
     "MIGRATIONS",
@@ -32,6 +44,7 @@ __all__ = [
     "migrate",
     "prepare_schema",
     "register_tables",
+    "start_schema_check",
     "upgrade",
 ]
 
@@ -58,8 +71,7 @@ def migrate(engine: Engine) -> None:
     take turns under a PostgreSQL advisory lock; SQLite's BEGIN IMMEDIATE serialises them."""
     from alembic import command
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
+    config = _config()
     with engine.begin() as connection:
         if not is_sqlite(engine):
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
@@ -73,10 +85,18 @@ def init_schema(engine: Engine) -> None:
     migrate(engine)
 
 
-def _scripts() -> ScriptDirectory:
+def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config)
+    return config
+
+
+def _scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_config())
 
 
 def head_revision() -> str:
@@ -87,6 +107,8 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision stamped in the database; None for a database never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
@@ -139,3 +161,31 @@ def check_schema_at_start(settings: Settings) -> None:
         raise ConfigError(f"database unreachable at INCIDENT_BOT_DATABASE_URL: {reason}") from exc
     finally:
         engine.dispose()
+
+
+# What the check process runs: the settings arrive pickled on its stdin.
+_CHECK_COMMAND = "from bot.schema import _check_main; _check_main()"
+
+
+def start_schema_check(settings: Settings) -> subprocess.Popen[bytes]:
+    """`check_schema_at_start` in a process of its own; `wait()` gives 0 when the schema is
+    ready, else the exit code `serve` should end with (the one-line reason is on stderr)."""
+    process = subprocess.Popen([sys.executable, "-c", _CHECK_COMMAND], stdin=subprocess.PIPE)
+    assert process.stdin is not None
+    # A process that died at once cannot be written to: its exit code says why.
+    with contextlib.suppress(BrokenPipeError), process.stdin:
+        pickle.dump((sys.path, settings), process.stdin)
+    return process
+
+
+def _check_main() -> None:
+    from bot.logs import configure_logging
+
+    # Trusted: written by `serve` on a pipe only the two processes hold.
+    sys.path[:], settings = pickle.load(sys.stdin.buffer)  # noqa: S301
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        check_schema_at_start(settings)
+    except ConfigError as exc:
+        print(f"incident-bot: {exc.message}", file=sys.stderr)
+        sys.exit(2)

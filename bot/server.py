@@ -87,10 +87,17 @@ def connect_registry(settings: Settings) -> ModelRegistry:
     )
 
 
-async def build_services(settings: Settings, config: BotConfig) -> tuple[Services, SlackApp]:
+async def build_services(
+    settings: Settings, config: BotConfig, *, schema_checked: bool = False
+) -> tuple[Services, SlackApp]:
+    """`schema_checked`: `serve` has migrated or checked the schema in a process of its own
+    (bot/schema.py: so this one never loads Alembic)."""
     router, runbooks, policy = config.router, config.runbooks, config.policy
     engine = create_db_engine(settings.database_url)
-    await anyio.to_thread.run_sync(lambda: prepare_schema(engine, migrate_on_start=settings.migrate_on_start))
+    if not schema_checked:
+        await anyio.to_thread.run_sync(
+            lambda: prepare_schema(engine, migrate_on_start=settings.migrate_on_start)
+        )
     metrics = BotMetrics()
     chat = SlackChat.create(
         token=settings.token(),
@@ -199,7 +206,9 @@ async def build_services(settings: Settings, config: BotConfig) -> tuple[Service
     return services, slack
 
 
-def create_app(settings: Settings, *, run_workers: bool = True, freeze_gc: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings, *, run_workers: bool = True, freeze_gc: bool = False, schema_checked: bool = False
+) -> FastAPI:
     """Raises ConfigError (with every file:line problem) for invalid configuration files;
     everything with a connection or a thread is built in the lifespan.
 
@@ -211,7 +220,7 @@ def create_app(settings: Settings, *, run_workers: bool = True, freeze_gc: bool 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services, slack = await build_services(settings, config)
+        services, slack = await build_services(settings, config, schema_checked=schema_checked)
         app.state.services = services
         app.state.slack = slack
         # Slack over Socket Mode (SLACK_APP_TOKEN): connected once every listener is registered.

@@ -40,14 +40,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
-from typing import Any, NoReturn, Protocol, overload
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, overload
 from urllib.parse import urlencode
-
-import kubernetes.client
-import kubernetes.config
-import urllib3
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from bot.actions.model_info import count, identify_model, pod_gpu_request, pod_resource_request
 from bot.errors import (
@@ -59,6 +53,14 @@ from bot.errors import (
     RetryableUpstreamError,
 )
 from bot.retry import is_retryable_status, retry_after_seconds
+
+# The official client is imported where a cluster is used (`Workloads`), not with this module:
+# a bot without a cluster (NoKubernetes) imports this module for its types and plans, and
+# loading the client's hundreds of model classes would cost it about 12 MB of resident memory
+# (BENCHMARKS.md, memory).
+if TYPE_CHECKING:
+    import kubernetes.client
+    from kubernetes.client.exceptions import ApiException
 
 __all__ = [
     "KUBERNETES_MISSING",
@@ -798,6 +800,8 @@ class Workloads:
         conflict_retries: int = 2,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        import kubernetes.client
+
         self._api_client = api_client
         self._apps = kubernetes.client.AppsV1Api(api_client)
         self._core = kubernetes.client.CoreV1Api(api_client)
@@ -813,6 +817,10 @@ class Workloads:
         KUBERNETES_SERVICE_HOST), else the kubeconfig (argument, else `~/.kube/config`). Builds
         its own `Configuration`; the client's global default is untouched.
         """
+        import kubernetes.client
+        import kubernetes.config
+        from kubernetes.config.config_exception import ConfigException
+
         configuration = _configuration()
         if in_cluster:
             try:
@@ -1081,6 +1089,9 @@ class Workloads:
     # -- internals --------------------------------------------------------------------------
 
     def _call(self, op: _Op, method: Callable[..., Any], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        import urllib3
+        from kubernetes.client.exceptions import ApiException
+
         try:
             response = method(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
             data = response.data
@@ -1278,6 +1289,9 @@ def _configuration() -> kubernetes.client.Configuration:
     and regardless of the request timeout. The bot decides about retries itself (from
     `RetryableUpstreamError.retry_after`), so only quick connection-level retries are left.
     """
+    import kubernetes.client
+    import urllib3
+
     configuration = kubernetes.client.Configuration()
     configuration.retries = urllib3.util.Retry(total=3, status=0, respect_retry_after_header=False)
     return configuration

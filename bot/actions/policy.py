@@ -78,7 +78,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bot.actions.silences import MAX_SILENCE_DURATION
+from bot.actions.silence_durations import MAX_SILENCE_DURATION
 from bot.configfile import Loc, compose_yaml, describe_kind, format_loc, validation_errors
 from bot.durations import format_duration, parse_duration
 from bot.errors import ConfigError, PayloadError, PolicyDenied

@@ -20,7 +20,7 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bot.actions.policy import ActionKind
-from bot.actions.silences import MAX_SILENCE_DURATION
+from bot.actions.silence_durations import MAX_SILENCE_DURATION
 from bot.errors import PayloadError
 
 __all__ = [

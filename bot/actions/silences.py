@@ -51,6 +51,12 @@ import httpx
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
+from bot.actions.silence_durations import (
+    MAX_SILENCE_DURATION,
+    check_duration,
+    format_duration,
+    parse_duration,
+)
 from bot.errors import (
     ConfigError,
     NotFound,
@@ -76,11 +82,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-MAX_SILENCE_DURATION = timedelta(days=30)
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_DURATION_FORMS = "a number with a unit, e.g. 90s, 30m, 2h, 1h30m, 1d or 1w"
 _STATES = frozenset({"active", "pending", "expired"})
 _BODY_EXCERPT = 300
 # Failures that happen before a request is sent: retrying them cannot duplicate anything.
@@ -190,36 +193,6 @@ def matchers_for_alert(labels: Mapping[str, str]) -> list[Matcher]:
     if not labels:
         raise PayloadError("cannot silence an alert without labels")
     return [Matcher(name=name, value=labels[name]) for name in sorted(labels)]
-
-
-def parse_duration(text: str, *, maximum: timedelta = MAX_SILENCE_DURATION) -> timedelta:
-    """Parse what a responder types: "90s", "30m", "2h", "1h30m", "1d", "1w" (units in this
-    order, each at most once). Raises PayloadError naming the text and the accepted forms."""
-    cleaned = text.strip().lower().replace(" ", "")
-    match = _DURATION.match(cleaned)
-    if not cleaned or match is None:
-        raise PayloadError(f"bad silence duration {text!r}: use {_DURATION_FORMS}")
-    weeks, days, hours, minutes, seconds = (int(part) if part else 0 for part in match.groups())
-    duration = timedelta(weeks=weeks, days=days, hours=hours, minutes=minutes, seconds=seconds)
-    _check_duration(duration, text=text, maximum=maximum)
-    return duration
-
-
-def _check_duration(duration: timedelta, *, text: str, maximum: timedelta) -> None:
-    if duration <= timedelta(0):
-        raise PayloadError(f"silence duration {text!r} must be longer than zero; use {_DURATION_FORMS}")
-    if duration > maximum:
-        raise PayloadError(f"silence duration {text!r} is longer than the maximum of {_format(maximum)}")
-
-
-def _format(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            parts.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(parts) or "0s"
 
 
 # --------------------------------------------------------------------------- wire parsing
@@ -359,7 +332,7 @@ class AlertmanagerSilences:
             raise PayloadError("a silence needs a reason: the comment is empty")
         if not created_by or not created_by.strip():
             raise PayloadError("a silence needs an author: created_by is empty")
-        _check_duration(duration, text=_format(duration), maximum=self._max_duration)
+        check_duration(duration, text=format_duration(duration), maximum=self._max_duration)
 
         starts_at = _truncate_to_ms(datetime.now(UTC))
         ends_at = starts_at + duration

@@ -45,24 +45,19 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
-
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ReadTimeoutError,
-)
-from urllib3.util.retry import Retry
 
 from bot.errors import ConfigError, PermanentUpstreamError, RetryableUpstreamError, UpstreamError
 from bot.retry import is_retryable_status, retry_after_seconds
+
+# The HTTP client (requests, urllib3, prometheus-api-client) is imported by the functions of
+# `PrometheusMetrics`, not with this module: a bot without Prometheus (NoPrometheus) imports
+# this module for its types and would keep about 4 MB of resident memory for nothing
+# (BENCHMARKS.md, memory).
+if TYPE_CHECKING:
+    import requests
+    from tenacity import RetryCallState
 
 __all__ = [
     "PROMETHEUS_MISSING",
@@ -226,6 +221,8 @@ def _error_text(response: requests.Response) -> tuple[str | None, str]:
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     """`exc`, the urllib3 error inside it (requests wraps MaxRetryError(reason=...)) and its
     chain, so the real cause can be named."""
+    from urllib3.exceptions import MaxRetryError
+
     seen: set[int] = set()
     todo: list[BaseException] = [exc]
     while todo:
@@ -246,6 +243,14 @@ _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")
 
 
 def _describe(exc: requests.RequestException, connect_timeout: float, read_timeout: float) -> str:
+    import requests
+    from urllib3.exceptions import (
+        ConnectTimeoutError,
+        NameResolutionError,
+        NewConnectionError,
+        ReadTimeoutError,
+    )
+
     causes = list(_causes(exc))
     if isinstance(exc, requests.exceptions.SSLError):
         return "TLS handshake failed (certificate not trusted? see disable_ssl)"
@@ -290,6 +295,10 @@ class PrometheusMetrics:
         disable_ssl: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        import requests
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
         parts = urlsplit(url.strip())
@@ -398,6 +407,8 @@ class PrometheusMetrics:
     # ------------------------------------------------------------------ internals
 
     def _call(self, fn: Callable[[], T], expr: str) -> T:
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
         retrying = Retrying(
             stop=stop_after_attempt(self._attempts),
             wait=self._wait,
@@ -408,6 +419,9 @@ class PrometheusMetrics:
         return retrying(self._attempt, fn, expr)
 
     def _attempt(self, fn: Callable[[], T], expr: str) -> T:
+        import requests
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+
         try:
             return fn()
         except UpstreamError:

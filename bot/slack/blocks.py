@@ -21,6 +21,7 @@ __all__ = [
     "Message",
     "alerts_changed_message",
     "incident_resolved_message",
+    "notice",
     "root_message",
     "slack_date",
 ]
@@ -70,6 +71,13 @@ def _plain(text: str, limit: int) -> dict[str, Any]:
 
 def _mrkdwn(text: str, limit: int = SECTION_TEXT) -> dict[str, Any]:
     return {"type": "mrkdwn", "text": truncate(text, limit)}
+
+
+def notice(text: str) -> Message:
+    """A short mrkdwn answer, already escaped by whoever built it. Here rather than in
+    bot/slack/replies.py because the journal applier process queues one (the model owners'
+    notice, bot/slack/kpi_owner_notices.py) and need not load the command parser with it."""
+    return {"text": truncate(text, 3000), "blocks": [{"type": "section", "text": _mrkdwn(text)}]}
 
 
 def _safe_url(url: str | None) -> str | None:

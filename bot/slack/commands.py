@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.actions.registry import parse_params
-from bot.actions.silences import parse_duration
+from bot.actions.silence_durations import parse_duration
 from bot.errors import PayloadError
 from bot.incidents.models import Severity
 from bot.text import escape

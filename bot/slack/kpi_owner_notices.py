@@ -13,7 +13,7 @@ from bot.incidents import jobs
 from bot.incidents.models import Incident
 from bot.kpis.models_file import ModelsFile
 from bot.kpis.owner_routing import owners_spec
-from bot.slack.replies import notice
+from bot.slack.blocks import notice
 from bot.text import escape
 
 __all__ = ["OwnerNotices", "owner_mention"]

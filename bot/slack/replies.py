@@ -13,7 +13,7 @@ from typing import Any
 
 from bot.db import utcnow
 from bot.incidents.models import Alert, AlertStatus, Incident, IncidentStatus, Severity, TimelineEvent
-from bot.slack.blocks import SEVERITY_EMOJI, STATUS_EMOJI, Message, slack_date
+from bot.slack.blocks import SEVERITY_EMOJI, STATUS_EMOJI, Message, notice, slack_date
 from bot.slack.commands import USAGE
 from bot.slack.notices import mention
 from bot.text import escape, literal, truncate
@@ -173,8 +173,3 @@ def usage_message(problem: str, usage: str) -> Message:
 
 def error_message(problem: str) -> Message:
     return _message(problem, [_section(f":warning: {problem}")])
-
-
-def notice(text: str) -> Message:
-    """A short mrkdwn answer, already escaped by whoever built it."""
-    return {"text": truncate(text, 3000), "blocks": [_section(text)]}

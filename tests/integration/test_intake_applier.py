@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from bot.db import create_db_engine, utcnow
 from bot.intake_journal import FileSink, JournalEntry, journal_file_path
+from bot.intake_process import CHILD_COMMAND
 from bot.sandbox.slack_api import SlackStandIn
 from bot.schema import prepare_schema
 from tests.support.botserver import BotProcess, make_settings, settings_env, wait_until
@@ -29,17 +30,25 @@ from tests.support.payloads import alert, notification
 STORM = 120
 
 
-def applier_pid(bot: BotProcess) -> int | None:
-    """The serving process's applier child (started with multiprocessing's `spawn`)."""
+def children(bot: BotProcess) -> dict[int, bytes]:
+    """The serving process's child processes, with their command lines."""
     assert bot.process is not None
+    found = {}
     tasks = Path(f"/proc/{bot.process.pid}/task")
     for task in tasks.iterdir() if tasks.exists() else ():
         for child in (task / "children").read_text().split():
             try:
-                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    return int(child)
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes()
             except FileNotFoundError:
                 continue
+    return found
+
+
+def applier_pid(bot: BotProcess) -> int | None:
+    """The serving process's applier child (bot/intake_process.py starts it)."""
+    for pid, cmdline in children(bot).items():
+        if CHILD_COMMAND.encode() in cmdline:
+            return pid
     return None
 
 
@@ -124,6 +133,18 @@ def test_a_killed_server_takes_its_applier_along(tmp_path: Path, slack: SlackSta
         child = wait_until(lambda: applier_pid(bot), message="the applier process")
         bot.kill()
         wait_until(lambda: gone(child), timeout=10, message="the orphaned applier to exit")
+    finally:
+        bot.stop()
+
+
+def test_the_applier_is_the_only_process_beside_the_server(tmp_path: Path, slack: SlackStandIn) -> None:
+    """No resource tracker of multiprocessing (a process of 13 MB) nor anything else."""
+    bot = BotProcess(make_settings(tmp_path, slack.url), tmp_path / "bot.log").start()
+    try:
+        child = wait_until(lambda: applier_pid(bot), message="the applier process")
+        storm(bot, 0, 10)
+        wait_until(lambda: counts(bot.settings.database_url)[1] == 10, message="the storm applied and posted")
+        assert list(children(bot)) == [child]
     finally:
         bot.stop()
 
