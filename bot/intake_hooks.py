@@ -5,6 +5,7 @@ the composition root, so nothing here imports bot/server.py."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
@@ -22,6 +23,35 @@ from bot.metrics import BotMetrics
 
 __all__ = ["build_intake"]
 
+# The applier reports every few milliseconds in a storm, each report with new jobs; most of
+# them are for channels busy at Slack's pace, and every wake-up costs a claim query. So at
+# most one wake-up per interval: the first at once, the rest folded into one at its end.
+WAKE_EVERY_SECONDS = 0.1
+
+
+class _Throttled:
+    """Calls `action` at once, then at most once per `interval` (on the event loop)."""
+
+    def __init__(self, action: Callable[[], None], interval: float) -> None:
+        self._action, self._interval = action, interval
+        self._last = -interval
+        self._pending: asyncio.TimerHandle | None = None
+
+    def __call__(self) -> None:
+        if self._pending is not None:
+            return
+        loop = asyncio.get_running_loop()
+        wait = self._last + self._interval - loop.time()
+        if wait <= 0:
+            self._fire()
+        else:
+            self._pending = loop.call_later(wait, self._fire)
+
+    def _fire(self) -> None:
+        self._pending = None
+        self._last = asyncio.get_running_loop().time()
+        self._action()
+
 
 def build_intake(
     engine: Engine,
@@ -33,6 +63,8 @@ def build_intake(
     wake: Callable[[], None],
     owner: str,
 ) -> IntakeWriter:
+    wake_outbox = _Throttled(wake, WAKE_EVERY_SECONDS)
+
     def applied(outcomes: list[Applied]) -> None:
         jobs = 0
         for outcome in outcomes:
@@ -48,7 +80,7 @@ def build_intake(
                 )
             jobs += outcome.jobs
         if jobs:
-            wake()
+            wake_outbox()
 
     journal_path = journal_file_path(settings.database_url)
     runner: ApplierRunner
