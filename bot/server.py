@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from fastapi import FastAPI
@@ -295,8 +296,24 @@ def create_app(
     )
     app.add_middleware(ApiTokenGuard, token=settings.api_bearer_token())
     app.add_middleware(CloseOnError)
-    app.include_router(webhook.router)
+    app.router.routes.append(webhook.route)
     app.include_router(api.router)
     app.include_router(models_api.router)
     app.include_router(slack_app.router)
+    _document_webhook(app)
     return app
+
+
+def _document_webhook(app: FastAPI) -> None:
+    """Keep /alertmanager in the OpenAPI document: it is a plain ASGI route (bot/webhook.py),
+    which FastAPI does not list itself."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            schema.setdefault("paths", {})["/alertmanager"] = webhook.OPENAPI_PATH
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

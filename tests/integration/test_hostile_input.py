@@ -730,6 +730,8 @@ def test_api_needs_the_token_when_one_is_set(settings_for: Callable[..., Setting
         openapi = client.get("/api/openapi.json", headers={"Authorization": "Bearer api-secret-1"})
         assert openapi.status_code == 200
         assert openapi.json()["info"]["title"] == "incident-bot"
+        # The webhook is a plain ASGI route, documented all the same.
+        assert "401" in openapi.json()["paths"]["/alertmanager"]["post"]["responses"]
         for open_path in ("/healthz", "/readyz", "/metrics"):
             assert client.get(open_path).status_code == 200, open_path
         assert "api-secret-1" not in client.get("/metrics").text
