@@ -35,11 +35,9 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,8 +45,9 @@ from typing import Any
 
 import httpx
 
+from bench.senders import encode, post_notifications
 from bot.sandbox.slack_api import SlackStandIn
-from tests.support.botserver import WEBHOOK_TOKEN, BotProcess, make_settings, settings_env, wait_until
+from tests.support.botserver import BotProcess, make_settings, settings_env, wait_until
 from tests.support.payloads import alert, notification
 
 ALERTNAMES = ("GpuXidError", "VLLMHighE2ELatency", "TritonQueueBacklog", "KServeNotReady", "OOMKilled")
@@ -239,24 +238,6 @@ def slope(points: Sequence[tuple[float, float]]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else 0.0
 
 
-def send_all(url: str, bodies: list[dict[str, Any]], threads: int) -> None:
-    local = threading.local()
-
-    def send(body: dict[str, Any]) -> None:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(timeout=60, headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}"})
-        while True:
-            response = local.client.post(f"{url}/alertmanager", json=body)
-            if response.status_code == 200:
-                return
-            if response.status_code < 500:
-                raise RuntimeError(f"refused: {response.status_code} {response.text}")
-            time.sleep(0.5)
-
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(send, bodies))
-
-
 def probe(bot: MemoryBot, probe_dir: Path, number: int) -> dict[str, Any]:
     """The bot's own view of its memory (bench/_traced_serve.py), after a full collection."""
     assert bot.process is not None
@@ -405,7 +386,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             sent = 0
             while sent < args.notifications:
                 count = min(args.sample_every, args.notifications - sent)
-                send_all(bot.url, [fleet.next() for _ in range(count)], args.threads)
+                post_notifications(
+                    bot.url,
+                    encode([fleet.next() for _ in range(count)]),
+                    threads=args.threads,
+                    in_process=True,
+                )
                 sent += count
                 sample(sent * args.alerts, drain=not args.no_drain)
             if args.no_drain:
