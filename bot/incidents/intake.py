@@ -196,9 +196,8 @@ def _merge_alerts(
     New alerts (all of a storm's) are inserted in one statement, without ORM objects; an alert
     listed twice in one notification (Alertmanager never does) counts once, as first listed."""
     assert incident.id is not None
-    known: dict[str, AlertFacts] = {}
     stored = {a.fingerprint: a for a in alerts_of(session, incident.id)} if fresh is None else {}
-    known.update(stored)
+    known: dict[str, AlertFacts] = dict(stored)
     elsewhere = (
         _known_occurrences(
             session,

@@ -86,15 +86,14 @@ class ChannelPacer:
         lock = self._locks.get(channel)
         return lock.queued if lock is not None else 0
 
-    def busy(self, waiting: int = 1) -> list[str]:
-        """Channels with at least `waiting` posts under way or queued (none without a pace).
-
-        One by default: a post waiting for the channel's turn holds an outbox worker for up to
-        the interval, so a worker claims a channel's next post only when none is under way;
-        the others stay free for the channels that have room and for the storm digest."""
+    def busy(self) -> list[str]:
+        """Channels with a post under way or queued (none without a pace). A post waiting for
+        the channel's turn holds an outbox worker for up to the interval, so a worker claims a
+        channel's next post only when none is under way; the others stay free for the channels
+        that have room and for the storm digest."""
         if self.interval <= 0:
             return []
-        return [channel for channel, lock in list(self._locks.items()) if lock.queued >= waiting]
+        return [channel for channel, lock in list(self._locks.items()) if lock.queued]
 
     def pause(self, channel: str, seconds: float) -> None:
         self._next[channel] = max(self._next.get(channel, 0.0), self.clock() + seconds)
