@@ -92,6 +92,19 @@ def test_new_alert_joins_the_open_incident_and_is_told_in_the_thread(engine: Eng
     assert notices.render(reply.payload)["text"] == "INC-1: 1 alert firing"
 
 
+def test_an_alert_listed_twice_in_one_notification_counts_once(engine: Engine) -> None:
+    """Alertmanager never sends this, but a hand-made payload may: the first listing wins, and
+    neither an opened nor an open incident gets the alert (or its timeline event) twice."""
+    twice = alert(pod="vllm-0")
+    result = intake(engine, notification(twice, twice))
+    assert result.incident_key == "INC-1"
+    intake(engine, notification(twice, alert(pod="vllm-1"), alert(pod="vllm-1")))
+    with Session(engine) as session:
+        assert sorted(a.labels["pod"] for a in store.alerts_of(session, 1)) == ["vllm-0", "vllm-1"]
+        fired = [e.text for e in store.timeline_of(session, 1) if e.kind == "alert_fired"]
+    assert len(fired) == 2, fired
+
+
 def test_incident_resolves_only_when_every_alert_resolved(engine: Engine) -> None:
     a0, a1 = alert(pod="vllm-0"), alert(pod="vllm-1")
     intake(engine, notification(a0, a1))
